@@ -34,7 +34,8 @@ def _normalise_path(path: str) -> str:
     joined = "/".join(segments) or "/"
     if not joined.startswith("/"):
         joined = "/" + joined
-    return quote(unquote(joined), safe=_PATH_SAFE)
+    # An encoded slash is data, not a separator: keep it encoded.
+    return "%2F".join(quote(unquote(piece), safe=_PATH_SAFE) for piece in re.split("%2[fF]", joined))
 
 
 def normalize_url(url: str, query: QueryHandling = QueryHandling.keep) -> str:
@@ -66,9 +67,10 @@ def normalize_url(url: str, query: QueryHandling = QueryHandling.keep) -> str:
     netloc = host if port in (None, DEFAULT_PORTS[scheme]) else f"{host}:{port}"
     path = _normalise_path(parts.path)
     pairs = parse_qsl(parts.query, keep_blank_values=True)
-    if query is QueryHandling.drop:
+    query = QueryHandling(query)
+    if query == QueryHandling.drop:
         pairs = []
-    elif query is QueryHandling.strip_tracking:
+    elif query == QueryHandling.strip_tracking:
         pairs = [(k, v) for k, v in pairs if not _TRACKING.match(k)]
     query_string = urlencode(sorted(pairs), safe=_QUERY_SAFE) if pairs else ""
     return urlunsplit((scheme, netloc, path, query_string, ""))
