@@ -7,7 +7,7 @@ traps (calendars, session ids) within the page budget.
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote_to_bytes, urlencode, urljoin, urlsplit, urlunsplit
 
 from sitesteward.errors import InvalidUrl
 from sitesteward.models import QueryHandling
@@ -35,7 +35,7 @@ def _normalise_path(path: str) -> str:
     if not joined.startswith("/"):
         joined = "/" + joined
     # An encoded slash is data, not a separator: keep it encoded.
-    return "%2F".join(quote(unquote(piece), safe=_PATH_SAFE) for piece in re.split("%2[fF]", joined))
+    return "%2F".join(quote(unquote_to_bytes(piece), safe=_PATH_SAFE) for piece in re.split("%2[fF]", joined))
 
 
 def normalize_url(url: str, query: QueryHandling = QueryHandling.keep) -> str:
