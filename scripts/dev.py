@@ -32,7 +32,7 @@ def _run(*cmd: str | Path, env: dict[str, str] | None = None) -> int:
 
 def ensure_env(extras: str = "test") -> None:
     """Create the virtual environment and install the project into it when needed."""
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - this script may run under an older python3
         sys.exit("sitesteward needs Python 3.11 or newer")
     if not PY.exists():
         print("creating .venv ...", flush=True)

@@ -1,0 +1,1 @@
+"""Prefect ``@flow`` orchestration only: fan out, collect, checkpoint, pause, summarise."""

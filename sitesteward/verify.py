@@ -1,0 +1,115 @@
+"""Verification: is the approved edit live, and did the page not regress?
+
+Verification reads the page as the public sees it (a fresh fetch through the crawler, bypassing
+caches) and compares with the page before the edit. Only a passed verification moves a job to
+``monitoring``; "written" alone is never reported as done.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import Field
+
+from sitesteward.models import Contract, Draft, Edit, Page, PageData
+
+_MD_LINK = re.compile(r"!?\[([^\]]*)\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
+_MD_MARKS = re.compile(r"(\*\*|__|\*|_|`|~~)")
+_SPACE = re.compile(r"\s+")
+
+
+class Check(Contract):
+    name: str
+    passed: bool
+    detail: str = ""
+
+
+class VerificationResult(Contract):
+    """The recorded outcome of one verification fetch."""
+
+    url: str
+    status: int | None
+    passed: bool
+    checks: list[Check] = Field(default_factory=list)
+
+
+def visible_text(markdown: str) -> str:
+    """What a Markdown snippet looks like once rendered: link text kept, markup dropped, spaces folded."""
+    text = _MD_LINK.sub(lambda m: m.group(1), markdown)
+    text = _MD_MARKS.sub("", text)
+    return _fold(text)
+
+
+def _fold(text: str) -> str:
+    return _SPACE.sub(" ", text).strip().casefold()
+
+
+def _is_indexable(data: PageData, headers: dict[str, str]) -> bool:
+    robots = f"{data.meta_robots or ''},{headers.get('x-robots-tag', '')}".lower()
+    return "noindex" not in robots
+
+
+def _edit_check(edit: Edit, data: PageData) -> Check:
+    if edit.kind == "set_title":
+        ok = (data.title or "").strip() == edit.new.strip()
+        return Check(name="title_set", passed=ok, detail=f"live title: {data.title!r}")
+    if edit.kind == "set_description":
+        ok = (data.meta_description or "").strip() == edit.new.strip()
+        return Check(name="description_set", passed=ok, detail=f"live description: {data.meta_description!r}")
+    if edit.kind == "add_link":
+        targets = {link.href for link in data.links}
+        hrefs = [m.group(2) for m in _MD_LINK.finditer(edit.new)]
+        ok = bool(hrefs) and all(any(t.endswith(h) or t == h for t in targets) for h in hrefs)
+        return Check(name="link_present", passed=ok, detail=", ".join(hrefs))
+    expected = visible_text(edit.new)
+    ok = not expected or expected in _fold(data.main_text)
+    return Check(name="text_present", passed=ok, detail=expected[:120])
+
+
+def verify_live(page: Page, draft: Draft, before: PageData | None) -> VerificationResult:
+    """Check that every approved edit is visible on ``page`` and that nothing regressed.
+
+    Args:
+        page: A fresh fetch of the live page (``data`` must carry ``main_text``).
+        draft: The approved draft that was published.
+        before: The page as crawled before the edit, for the regression checks (None: skip them).
+
+    Returns:
+        The result with one check per edit plus status, title, canonical and indexability checks.
+    """
+    checks = [
+        Check(name="status_ok", passed=page.status == 200 and page.error is None, detail=str(page.status))
+    ]
+    data = page.data
+    if data is None:
+        checks.append(Check(name="parsed", passed=False, detail=page.error_detail or "no HTML"))
+        return VerificationResult(url=page.url, status=page.status, passed=False, checks=checks)
+    checks.extend(_edit_check(edit, data) for edit in draft.edits)
+    if before is not None:
+        title_edited = any(edit.kind == "set_title" for edit in draft.edits)
+        if not title_edited:
+            checks.append(
+                Check(
+                    name="title_kept",
+                    passed=bool(data.title) or not before.title,
+                    detail=f"{before.title!r} -> {data.title!r}",
+                )
+            )
+        checks.append(
+            Check(
+                name="canonical_kept",
+                passed=data.canonical == before.canonical,
+                detail=f"{before.canonical} -> {data.canonical}",
+            )
+        )
+        was_indexable = _is_indexable(before, {})
+        checks.append(
+            Check(
+                name="indexable_kept",
+                passed=_is_indexable(data, page.headers) or not was_indexable,
+                detail="noindex appeared" if was_indexable and not _is_indexable(data, page.headers) else "",
+            )
+        )
+    return VerificationResult(
+        url=page.url, status=page.status, passed=all(check.passed for check in checks), checks=checks
+    )

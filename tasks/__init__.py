@@ -1,0 +1,1 @@
+"""Prefect ``@task`` wrappers: retries, timeouts, cache policy and persistence around one domain call each."""

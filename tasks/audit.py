@@ -1,0 +1,69 @@
+"""Audit tasks: per-page checks in batches (Prefect overhead per batch, not per page), site-wide checks,
+the report files and the artifacts people read in the Prefect UI."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.context import TaskRunContext
+
+from sitesteward import audit, report
+from sitesteward.models import AuditReport, AuditThresholds, CrawlResult, Finding, Page, PageChange
+from tasks.common import CODE_VERSION, stable_hash
+
+_VOLATILE = {"fetched_at", "elapsed_ms"}
+
+
+def _batch_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+    # The key covers what the checks read: page facts (not timings), thresholds, the day (stale_date
+    # depends on it) and the code version. A changed page changes its text hash and so the key.
+    pages: list[Page] = parameters["pages"]
+    facts = [page.model_dump(mode="json", exclude=_VOLATILE) for page in pages]
+    return "audit_pages:" + stable_hash(facts, parameters["thresholds"], parameters["today"], CODE_VERSION)
+
+
+@task(
+    name="audit_pages",
+    cache_key_fn=_batch_key,
+    persist_result=True,
+    result_serializer="json",
+    retries=0,
+)
+def audit_pages(pages: list[Page], thresholds: AuditThresholds, today: date) -> list[Finding]:
+    """Per-page checks for one batch of pages."""
+    findings: list[Finding] = []
+    for page in pages:
+        findings.extend(audit.audit_page(page, thresholds, today=today))
+    return findings
+
+
+@task(name="audit_site_wide", persist_result=False)
+def audit_site_wide(
+    result: CrawlResult, page_findings: list[Finding], thresholds: AuditThresholds
+) -> list[Finding]:
+    """Checks that need the whole crawl: duplicates, links, redirects, canonicals, sitemaps, orphans."""
+    return audit.audit_site(result, page_findings, thresholds)
+
+
+@task(name="write_report", persist_result=False)
+def write_report(
+    result: CrawlResult,
+    findings: list[Finding],
+    changes: dict[str, PageChange],
+    json_path: Path | None,
+    csv_path: Path | None,
+) -> AuditReport:
+    """Build the report, write the JSON/CSV files asked for and leave the artifacts."""
+    built = report.build_report(result, findings, changes)
+    if json_path is not None:
+        report.write_json(built, json_path)
+    if csv_path is not None:
+        report.write_csv(built.findings, csv_path)
+    rows = report.findings_table(built)
+    create_table_artifact(table=rows[:5000], key="audit-findings", description=f"Findings for {built.site}")
+    create_markdown_artifact(markdown=report.summary_markdown(built), key="audit-summary")
+    return built

@@ -1,0 +1,58 @@
+"""What every task shares: the retry rule, result storage and cache keys that survive new runs.
+
+Prefect's default cache policy includes the run id, so a new run starts cold; our keys are built from
+what the step consumes (job, step, input hash, code/prompt version) so a re-run is a cache hit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from prefect import Task
+from prefect.client.schemas.objects import State, TaskRun
+from prefect.filesystems import LocalFileSystem
+from pydantic import BaseModel
+
+from sitesteward.errors import is_transient
+from sitesteward.settings import get_settings
+
+#: Bump when a task's output model or logic changes, so old cached results are not reused.
+CODE_VERSION = "2026-11-29.1"
+
+#: Backoff between task retries (seconds); jitter is added by Prefect.
+RETRY_DELAYS = [2, 10, 30]
+
+
+def retry_only_transient(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
+    """``retry_condition_fn``: retry :class:`~sitesteward.errors.TransientError` only."""
+    try:
+        state.result()
+    except Exception as exc:
+        return is_transient(exc)
+    return False
+
+
+def result_storage() -> LocalFileSystem:
+    """Where task results persist (under the data directory; the field is ``basepath``)."""
+    path = (get_settings().data_dir / "results").resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return LocalFileSystem(basepath=str(path))
+
+
+def stable_hash(*parts: object) -> str:
+    """A sha256 hex digest of JSON-able parts (pydantic models dumped in JSON mode)."""
+    digest = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, BaseModel):
+            part = part.model_dump(mode="json")
+        digest.update(json.dumps(part, sort_keys=True, default=str, separators=(",", ":")).encode())
+        digest.update(b"\x1f")
+    return digest.hexdigest()
+
+
+def ensure_dir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
