@@ -9,10 +9,9 @@ from prefect import flow, get_run_logger
 from pydantic import BaseModel, ConfigDict, Field
 
 from sitesteward.audit import diff_pages, pages_needing_refresh
-from sitesteward.crawl import CrawlStore
+from sitesteward.crawl import CrawlStore, site_key
 from sitesteward.models import AuditThresholds, CrawlConfig, Finding
 from sitesteward.settings import get_settings
-from sitesteward.urls import host_of
 from tasks.audit import audit_pages, audit_site_wide, write_report
 from tasks.common import result_storage
 from tasks.crawl import crawl_pages
@@ -51,8 +50,8 @@ async def audit_site(params: AuditParams) -> AuditSummary:
     data directory (``SITESTEWARD_DATA_DIR``) for conditional re-crawls and change detection.
     """
     logger = get_run_logger()
-    site = host_of(params.crawl.start_urls[0])
-    with CrawlStore.open(get_settings().crawl_store_path) as store:
+    site = site_key(params.crawl)
+    with CrawlStore(get_settings().crawl_store_path) as store:
         previous = store.previous_hashes(site)
 
     result = await crawl_pages(params.crawl)

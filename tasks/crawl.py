@@ -26,5 +26,5 @@ async def crawl_pages(config: CrawlConfig) -> CrawlResult:
     """
     settings = get_settings()
     reporter = ProgressReporter(_artifact_key(config.start_urls[0]))
-    with CrawlStore.open(settings.crawl_store_path) as store:
+    with CrawlStore(settings.crawl_store_path) as store:
         return await crawl_site(config, store=store, on_progress=reporter)

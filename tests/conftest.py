@@ -85,3 +85,16 @@ def redis_url() -> str:
     if not _port_open(REDIS_HOST, REDIS_PORT):
         service_unavailable("Redis", f"nothing listens on {REDIS_HOST}:{REDIS_PORT}")
     return f"redis://{REDIS_HOST}:{REDIS_PORT}/0"
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[None]:
+    """One real Prefect API server (``prefect_test_harness``) shared by the whole test session.
+
+    Starting it costs 12–15 s, so every flow test shares it; each test still gets its own data
+    directory (``isolated_settings``), hence its own ledger, crawl store and result files.
+    """
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

@@ -1,0 +1,87 @@
+"""Job identity and inputs: what a refresh job is about, and the hashes that make it idempotent.
+
+A job is identified by (site, page path, trigger fingerprint): submitting the same findings for the same
+page again finds the existing job. URLs inside fingerprints are made relative to the site, so a site
+served at another address (a demo on a new port, a staging host) keeps its job identities.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from urllib.parse import urlsplit
+
+from pydantic import Field
+
+from sitesteward.models import Contract, Draft, Finding
+
+#: Findings that make a page worth a refresh job (content the drafter can act on).
+REFRESH_CODES: frozenset[str] = frozenset(
+    {
+        "stale_date",
+        "broken_link",
+        "redirected_link",
+        "title_length",
+        "missing_title",
+        "missing_meta_description",
+        "meta_description_length",
+        "source_changed",
+        "claim_unsupported",
+        "source_unavailable",
+    }
+)
+
+
+class JobInputs(Contract):
+    """Everything a ``refresh_page`` job needs, recorded in the ledger at submission."""
+
+    site_id: str = Field(description="Stable site name (not its address).")
+    base_url: str = Field(description="Where the site is served now.")
+    page_url: str
+    content_root: str = Field(description="The Markdown content directory the publisher writes.")
+    findings: list[Finding] = Field(default_factory=list)
+    allow_private: bool = False
+    max_links: int = Field(default=2, ge=0, le=10)
+
+
+def relative(url: str, base_url: str) -> str:
+    """``url`` as a path when it belongs to ``base_url``'s origin, else unchanged."""
+    base, target = urlsplit(base_url), urlsplit(url)
+    if (base.scheme, base.netloc) == (target.scheme, target.netloc):
+        return target.path + (f"?{target.query}" if target.query else "")
+    return url
+
+
+def page_path(url: str) -> str:
+    """The path (and query) of a page URL: its identity within a site."""
+    parts = urlsplit(url)
+    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+
+def fingerprint(findings: list[Finding], base_url: str) -> str:
+    """A stable hash of the refresh-relevant findings of one page (order and address independent)."""
+    keys = sorted(
+        {
+            (f.code, relative(f.target, base_url) if f.target else "")
+            for f in findings
+            if f.code in REFRESH_CODES
+        }
+    )
+    return hashlib.sha256(json.dumps(keys).encode()).hexdigest()[:16]
+
+
+def job_id_for(site_id: str, url: str, trigger: str) -> str:
+    """The stable job ID: duplicate submissions of the same trigger find the same job."""
+    digest = hashlib.sha256(f"{site_id}\x1f{page_path(url)}\x1f{trigger}".encode()).hexdigest()
+    return f"job-{digest[:20]}"
+
+
+def draft_sha(draft: Draft) -> str:
+    """The hash an approval is bound to: the exact edits (and page) a reviewer saw."""
+    payload = {"page": page_path(draft.page_url), "edits": [e.model_dump(mode="json") for e in draft.edits]}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def refresh_findings(findings: list[Finding]) -> list[Finding]:
+    """The findings that justify a refresh job."""
+    return [f for f in findings if f.code in REFRESH_CODES]
