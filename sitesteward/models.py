@@ -31,7 +31,9 @@ class CrawlConfig(Contract):
 
     start_urls: list[str] = Field(min_length=1, description="Where spidering starts (or the URL list).")
     sitemaps: list[str] = Field(default_factory=list, description="Extra sitemap URLs to read.")
-    use_sitemaps: bool = Field(default=True, description="Discover robots.txt Sitemap: lines and /sitemap.xml.")
+    use_sitemaps: bool = Field(
+        default=True, description="Discover robots.txt Sitemap: lines and /sitemap.xml."
+    )
     list_mode: bool = Field(default=False, description="Crawl exactly start_urls; no spidering.")
     max_pages: int = Field(default=10_000, ge=1, le=1_000_000, description="Pages fetched at most.")
     max_depth: int = Field(default=50, ge=0, le=1000, description="Link depth from a start URL.")
@@ -40,7 +42,8 @@ class CrawlConfig(Contract):
     exclude: list[str] = Field(default_factory=list, description="Regexes; a matching URL is skipped.")
     query_handling: QueryHandling = QueryHandling.strip_tracking
     allowed_hosts: list[str] = Field(
-        default_factory=list, description="Hosts crawled besides the start URLs' hosts (same host by default)."
+        default_factory=list,
+        description="Hosts crawled besides the start URLs' hosts (same host by default).",
     )
     check_external: bool = Field(default=True, description="Check (not crawl) links to other hosts.")
     concurrency_per_host: int = Field(default=8, ge=1, le=256)
@@ -123,7 +126,9 @@ class Page(Contract):
     final_url: str
     status: int | None = None
     redirect_chain: list[RedirectHop] = Field(default_factory=list)
-    headers: dict[str, str] = Field(default_factory=dict, description="Headers of interest, lower-case names.")
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="Headers of interest, lower-case names."
+    )
     content_type: str | None = None
     encoding: str | None = None
     bytes: int = 0
@@ -178,7 +183,9 @@ class CrawlResult(Contract):
     link_checks: list[LinkCheck] = Field(default_factory=list)
     sitemap_entries: list[SitemapEntry] = Field(default_factory=list)
     sitemap_problems: list[SitemapProblem] = Field(default_factory=list)
-    robots_disallowed: list[str] = Field(default_factory=list, description="URLs skipped because of robots.txt.")
+    robots_disallowed: list[str] = Field(
+        default_factory=list, description="URLs skipped because of robots.txt."
+    )
     out_of_budget: int = Field(default=0, description="URLs discovered but not fetched (max_pages/depth).")
 
 
