@@ -1,0 +1,109 @@
+"""The address guard end to end: refused targets are never contacted; connections use checked addresses."""
+
+from __future__ import annotations
+
+import httpx
+
+from sitesteward.crawl import AddressGuard, build_client, crawl_site
+from sitesteward.crawl.fetch import Fetcher
+from sitesteward.crawl.politeness import Politeness
+from sitesteward.models import FetchError
+from tests.integration.conftest import quick_config, run, stub_resolver
+from tests.server import ScriptedServer
+
+
+def test_loopback_refused_unless_allowed(server: ScriptedServer) -> None:
+    server.page("/", "<p>hi</p>")
+    refused = run(crawl_site(quick_config(server.url("/"), allow_private=False)))
+    assert [page.error for page in refused.pages] == [FetchError.address_refused]
+    assert server.requests == []
+    allowed = run(crawl_site(quick_config(server.url("/"), allow_private=True)))
+    assert [page.status for page in allowed.pages] == [200]
+
+
+def test_settings_default_applies_when_config_leaves_it_unset(server: ScriptedServer, monkeypatch) -> None:
+    from sitesteward.settings import get_settings
+
+    server.page("/", "<p>hi</p>")
+    monkeypatch.setenv("SITESTEWARD_ALLOW_PRIVATE", "false")
+    get_settings.cache_clear()
+    result = run(crawl_site(quick_config(server.url("/"), allow_private=None)))
+    assert result.pages[0].error == FetchError.address_refused and server.requests == []
+
+
+def test_stub_resolver_pins_the_connection(server: ScriptedServer) -> None:
+    # site.test is not in real DNS: pages load only if the connection goes where the guard resolved.
+    server.page("/", '<a href="/a">a</a> <a href="/b">b</a>', host="site.test")
+    server.page("/a", "<p>a</p>", host="site.test")
+    server.page("/b", "<p>b</p>", host="site.test")
+    resolver = stub_resolver({"site.test": ["127.0.0.1"]})
+    result = run(crawl_site(quick_config(server.url("/", host="site.test")), resolver=resolver))
+    assert sorted(page.status for page in result.pages) == [200, 200, 200]
+    assert {r.host for r in server.requests} == {"site.test"}
+    assert resolver.calls == ["site.test"]  # resolved once, reused: no second answer can sneak in
+
+
+class _OnlyTrusted(AddressGuard):
+    """Allow loopback for trusted.test only, so a redirect elsewhere meets the real checks."""
+
+    async def _resolve_and_check(self, host: str, port: int) -> list[str]:
+        if host == "trusted.test":
+            return ["127.0.0.1"]
+        return await super()._resolve_and_check(host, port)
+
+
+def test_guard_is_rechecked_on_every_redirect_hop(server: ScriptedServer) -> None:
+    targets = {
+        "/to-private": "http://intranet.test:{port}/admin",
+        "/to-decimal": "http://2130706433:{port}/admin",
+        "/to-mapped": "http://[::ffff:127.0.0.1]:{port}/admin",
+        "/to-metadata": "http://169.254.169.254/latest/meta-data/",
+    }
+    for path, target in targets.items():
+        server.redirect(path, target.format(port=server.port), host="trusted.test")
+    server.page("/admin", "<p>admin</p>")
+    config = quick_config(server.url("/"), allow_private=False, retries=0)
+
+    async def go() -> None:
+        guard = _OnlyTrusted(allow_private=False, resolver=stub_resolver({"intranet.test": ["10.1.2.3"]}))
+        async with build_client(config, guard) as client:
+            fetcher = Fetcher(client, config, guard=guard, politeness=Politeness(4))
+            for path in targets:
+                exchange = await fetcher.fetch(server.url(path, host="trusted.test"))
+                assert exchange.error == FetchError.address_refused, path
+                assert len(exchange.chain) == 1, path
+
+            # httpx cannot even parse an octal Location: never followed, reported as an invalid URL
+            server.redirect("/to-octal", f"http://0177.0.0.1:{server.port}/admin", host="trusted.test")
+            octal = await fetcher.fetch(server.url("/to-octal", host="trusted.test"))
+            assert octal.error == FetchError.invalid_url
+
+    run(go())
+    assert not server.requested("/admin")
+    assert server.hits("/to-octal") == 1
+
+
+def test_odd_spellings_of_loopback_are_refused_as_start_urls(server: ScriptedServer) -> None:
+    server.page("/", "<p>hi</p>")
+    port = server.port
+    starts = [
+        f"http://2130706433:{port}/",
+        f"http://0177.0.0.1:{port}/",
+        f"http://0x7f.1:{port}/",
+        f"http://127.1:{port}/",
+        f"http://[::ffff:127.0.0.1]:{port}/",
+    ]
+    result = run(crawl_site(quick_config(starts, allow_private=False, list_mode=True)))
+    assert [page.error for page in result.pages] == [FetchError.address_refused] * len(starts)
+    assert server.requests == []
+
+
+def test_user_supplied_client_still_guarded(server: ScriptedServer) -> None:
+    server.page("/", "<p>hi</p>")
+
+    async def go():
+        async with httpx.AsyncClient() as client:
+            return await crawl_site(quick_config(server.url("/"), allow_private=False), client=client)
+
+    result = run(go())
+    assert result.pages[0].error == FetchError.address_refused and server.requests == []
