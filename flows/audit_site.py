@@ -43,7 +43,7 @@ class AuditSummary(BaseModel):
 
 
 @flow(name="audit_site", log_prints=False, persist_result=False)
-async def audit_site(params: AuditParams) -> AuditSummary:
+def audit_site(params: AuditParams) -> AuditSummary:
     """Crawl and audit a site.
 
     Needs: network reach to the site (loopback only when ``allow_private``); the crawl store in the
@@ -54,7 +54,7 @@ async def audit_site(params: AuditParams) -> AuditSummary:
     with CrawlStore(get_settings().crawl_store_path) as store:
         previous = store.previous_hashes(site)
 
-    result = await crawl_pages(params.crawl)
+    result = crawl_pages(params.crawl)
     logger.info("crawled %d pages of %s", len(result.pages), site)
 
     storage = result_storage()
@@ -65,8 +65,8 @@ async def audit_site(params: AuditParams) -> AuditSummary:
         for i in range(0, len(result.pages), params.batch_size)
     ]
     page_findings = [finding for future in futures for finding in future.result()]
-    site_findings = audit_site_wide(result, page_findings, params.thresholds)
-    findings = page_findings + site_findings
+    # audit_site_wide returns the page findings too, merged and de-duplicated with the site-wide ones.
+    findings = audit_site_wide(result, page_findings, params.thresholds)
     changes = diff_pages(previous, result.pages)
     built = write_report(
         result,

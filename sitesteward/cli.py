@@ -6,7 +6,6 @@ Exit codes: 0 success; 1 the job ran and reported failures (``--fail-on`` findin
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
@@ -42,10 +41,18 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _quiet_prefect(verbose: bool) -> None:
+def _quiet_prefect(verbose: bool, *, home: Path | None = None) -> None:
     # Prefect reads its own settings from the environment at import time; the CLI decides how
     # chatty the run logs are before the first prefect import.
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # The ephemeral API server takes 10-20 s to start on a small, busy machine; the default is 20 s.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    if home is not None and "PREFECT_API_URL" not in os.environ:
+        # Without a server to talk to, keep the ephemeral API's database beside our own data so
+        # the demo never shares (or locks) the user's ~/.prefect database.
+        home.mkdir(parents=True, exist_ok=True)
+        os.environ.setdefault("PREFECT_HOME", str(home.resolve()))
 
 
 @contextmanager
@@ -111,18 +118,21 @@ def run_audit(params: Any, *, show_progress: bool) -> Any:
     from flows.audit_site import audit_site
 
     with _crawl_progress(show_progress):
-        return asyncio.run(audit_site(params))
+        return audit_site(params)
 
 
-def _print_audit(summary: Any) -> None:
-    stats = summary.stats
-    by_code: dict[str, int] = dict(stats.get("by_code", {}))  # type: ignore[arg-type]
-    table = Table(title=f"Audit of {summary.site}: {summary.pages} pages, {len(summary.findings)} findings")
+def _print_counts(site: str, pages: int, by_code: dict[str, int]) -> None:
+    total = sum(by_code.values())
+    table = Table(title=f"Audit of {site}: {pages} pages, {total} findings")
     table.add_column("code")
     table.add_column("count", justify="right")
     for code, count in sorted(by_code.items(), key=lambda item: (-item[1], item[0])):
         table.add_row(code, str(count))
     out.print(table)
+
+
+def _print_audit(summary: Any) -> None:
+    _print_counts(summary.site, summary.pages, dict(summary.stats.get("findings_by_code", {})))
     if summary.report_json:
         out.print(f"report: {summary.report_json}")
 
@@ -165,35 +175,138 @@ def audit(
         _print_audit(summary)
 
 
+def _prepare_demo_site(site_root: Path, sources_url: str) -> None:
+    """Copy the bundled site once, writing the sources server's address into the copy.
+
+    The bundled Markdown cites ``{{sources}}``; the copy carries real URLs, so edits and citations in the
+    content directory are what the crawler sees (and a later run on another port is rewritten).
+    """
+    marker = site_root / ".sources-url"
+    if not site_root.exists():
+        shutil.copytree(EXAMPLES / "site", site_root)
+    old = marker.read_text().strip() if marker.exists() else "{{sources}}"
+    if old != sources_url:
+        for path in site_root.rglob("*.md"):
+            text = path.read_text(encoding="utf-8")
+            if old in text:
+                path.write_text(text.replace(old, sources_url), encoding="utf-8")
+        marker.write_text(sources_url)
+
+
+def _review_jobs(job_ids: list[str], *, approve_all: bool) -> None:
+    """Ask for a decision on each parked job (or approve all), then let each job run on."""
+    from rich.markdown import Markdown
+
+    from sitesteward.cli_jobs import decide
+    from sitesteward.ledger import Decision, Ledger
+
+    interactive = sys.stdin.isatty() and sys.stdout.isatty()
+    for job_id in job_ids:
+        ledger = Ledger.open(get_settings().ledger_url)
+        try:
+            job = ledger.get_job(job_id)
+            review = ledger.latest_evidence(job_id, "review")
+        finally:
+            ledger.close()
+        if approve_all:
+            decide(job_id, Decision.approve, "demo (--approve-all)", None, resume=True)
+            continue
+        if not interactive:
+            out.print(f"{job_id} awaits review: sitesteward approve {job_id} --reviewer NAME")
+            continue
+        out.rule(f"{job.page_url}")
+        if review is not None:
+            out.print(Markdown(str(review.payload.get("markdown", ""))))
+        answer = typer.prompt("approve, reject or skip?", default="skip").strip().lower()
+        if answer in {"approve", "a", "reject", "r"}:
+            reviewer = typer.prompt("your name")
+            decision = Decision.approve if answer.startswith("a") else Decision.reject
+            decide(job_id, decision, reviewer, None, resume=True)
+
+
 @app.command()
 def demo(
     approve_all: Annotated[
         bool, typer.Option(help="Approve every draft as reviewer 'demo' (CI; SITESTEWARD_APPROVE_ALL).")
     ] = False,
     fresh: Annotated[bool, typer.Option(help="Start over from the bundled site (drop demo state).")] = False,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Site port on 127.0.0.1 (0: any free).")] = 8765,
+    sources_port: Annotated[int, typer.Option(min=0, max=65535, help="Sources server port.")] = 8766,
     verbose: Annotated[bool, typer.Option(help="Show Prefect's run logs.")] = False,
 ) -> None:
-    """Serve the bundled example site on loopback and run the maintenance loop on it."""
-    _quiet_prefect(verbose)
-    from flows.audit_site import AuditParams
-    from sitesteward.demo.server import serve_demo
+    """Serve the bundled example site on loopback and run the whole loop on it.
 
+    Audit → plan jobs → compare with cited sources → draft → validate → ask for approval (in a terminal;
+    ``--approve-all`` answers for CI) → publish exactly once → verify live → print the job table.
+    Running it again on the unchanged site drafts nothing, asks nothing and writes nothing.
+    """
     settings = get_settings()
+    _quiet_prefect(verbose, home=settings.data_dir / "prefect")
+    from flows.audit_site import AuditParams
+    from flows.refresh_site import RefreshSiteParams, refresh_site
+    from sitesteward.cli_jobs import print_jobs
+    from sitesteward.demo.server import SiteServer, SourcesServer
+    from sitesteward.ledger import Ledger
+
     demo_dir = settings.data_dir / "demo"
     site_root = demo_dir / "site"
-    if fresh and demo_dir.exists():
-        shutil.rmtree(demo_dir)
-    if not site_root.exists():
-        shutil.copytree(EXAMPLES / "site", site_root)
-    report_path = demo_dir / "report.json"
-    with serve_demo(site_root, EXAMPLES / "sources") as (site, _sources):
-        out.print(f"serving the example site at {site.base_url} (content: {site_root})")
-        config = _crawl_config(site.base_url, max_pages=500, allow_private=True, concurrency=8)
-        params = AuditParams(
-            crawl=config, report_json=str(report_path), report_csv=str(demo_dir / "findings.csv")
-        )
-        summary = run_audit(params, show_progress=sys.stderr.isatty())
-        _print_audit(summary)
+    if fresh and settings.data_dir.exists():
+        shutil.rmtree(settings.data_dir)
+        settings.data_dir.mkdir(parents=True)
+    demo_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        sources = SourcesServer(EXAMPLES / "sources", port=sources_port)
+        sources.start()
+    except OSError as exc:
+        raise _fail(f"cannot serve the sources on port {sources_port}: {exc} (try --sources-port 0)") from exc
+    try:
+        _prepare_demo_site(site_root, sources.base_url)
+        try:
+            site = SiteServer(site_root, port=port, sources_url=sources.base_url)
+            site.start()
+        except OSError as exc:
+            raise _fail(f"cannot serve the site on port {port}: {exc} (try --port 0)") from exc
+        try:
+            out.print(f"serving the example site at {site.base_url} (content: {site_root})")
+            config = _crawl_config(site.base_url + "/", max_pages=500, allow_private=True, concurrency=8)
+            params = RefreshSiteParams(
+                audit=AuditParams(
+                    crawl=config,
+                    report_json=str(demo_dir / "report.json"),
+                    report_csv=str(demo_dir / "findings.csv"),
+                ),
+                site_id="larkspur-demo",
+                content_root=str(site_root),
+                budget=50,
+            )
+            with _crawl_progress(sys.stderr.isatty()):
+                summary = refresh_site(params)
+            _print_counts(summary.site, summary.pages, summary.findings_by_code)
+            waiting = [job.job_id for job in summary.jobs if job.state == "awaiting_review"]
+            out.print(
+                f"{summary.pages_needing_refresh} pages need a refresh; {len(waiting)} drafts await review"
+            )
+            _review_jobs(waiting, approve_all=approve_all or settings.approve_all)
+            ledger = Ledger.open(settings.ledger_url)
+            try:
+                print_jobs(ledger, ledger.list_jobs(site="larkspur-demo"), title="Jobs on the example site")
+            finally:
+                ledger.close()
+            out.print(f"report: {demo_dir / 'report.json'}  ·  content: {site_root}")
+        finally:
+            site.stop()
+    finally:
+        sources.stop()
+
+
+def _register_job_commands() -> None:
+    from sitesteward import cli_jobs
+
+    for command in (cli_jobs.jobs, cli_jobs.show, cli_jobs.approve, cli_jobs.reject, cli_jobs.sweep):
+        app.command()(command)
+
+
+_register_job_commands()
 
 
 def main() -> None:

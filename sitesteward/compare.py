@@ -251,7 +251,10 @@ def check_claims(sentence: str, source: SourceSnapshot) -> list[ClaimCheck]:
         return []
     source_sentences = split_sentences(source.text)
     source_figures = {s: find_figures(s) for s in source_sentences}
-    supported = _support_keys(f for figures in source_figures.values() for f in figures)
+    # "57%, up from 42% in 2019" still contains 42%, but as history: it no longer supports "42%".
+    supported = _support_keys(
+        f for text, figures in source_figures.items() for f in figures if not _historical(text, f.raw)
+    )
     page_keys = {f.key for f in page_figures}
     checks: list[ClaimCheck] = []
     unsupported = [f for f in page_figures if f.key not in supported]
@@ -286,6 +289,18 @@ def check_claims(sentence: str, source: SourceSnapshot) -> list[ClaimCheck]:
             )
         )
     return checks
+
+
+_HISTORY_CUES = ("from", "previously", "compared", "versus", "vs", "was", "were", "formerly")
+
+
+def _historical(text: str, raw: str) -> bool:
+    """Whether ``raw`` appears in ``text`` only as an earlier value ("up from 42%", "compared with 42%")."""
+    index = text.find(raw)
+    if index < 0:
+        return False
+    before = [word.strip(",;:()").lower() for word in text[:index].split()[-3:]]
+    return any(word in _HISTORY_CUES for word in before)
 
 
 def _context(text: str, raw: str) -> str:

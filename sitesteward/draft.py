@@ -467,21 +467,27 @@ class OfflineDrafter:
                 final = request.redirects.get(target)
                 if not final or final == target:
                     continue
-                for start, end in _link_targets(document, target, floor):
-                    builder.replace(
-                        start,
-                        end,
-                        final,
-                        floor=floor,
-                        finding=finding.code,
-                        justification=f"{target} redirects to {final}",
-                        source_url=final,
-                    )
+                for spelling, replacement in _spellings(target, final, request.page_url):
+                    for start, end in _link_targets(document, spelling, floor):
+                        builder.replace(
+                            start,
+                            end,
+                            replacement,
+                            floor=floor,
+                            finding=finding.code,
+                            justification=f"{target} redirects to {final}",
+                            source_url=final,
+                        )
             elif finding.code in BROKEN_CODES or (
                 finding.code == "source_unavailable" and finding.detail.startswith("broken")
             ):
                 dropped = False
-                for match in _link_spans(document, target, floor):
+                spans = [
+                    match
+                    for spelling, _ in _spellings(target, target, request.page_url)
+                    for match in _link_spans(document, spelling, floor)
+                ]
+                for match in spans:
                     dropped |= builder.replace(
                         match[0],
                         match[1],
@@ -552,6 +558,22 @@ class OfflineDrafter:
                 finding=sorted(codes & DESCRIPTION_LONG_CODES)[0],
                 justification="description shortened",
             )
+
+
+def _spellings(url: str, replacement: str, page_url: str) -> list[tuple[str, str]]:
+    """How a link to ``url`` may be written in the page source, each with its replacement's spelling.
+
+    The absolute URL always; for a link to the page's own site also the root-relative path (how
+    Markdown sites usually link internally), replaced by the root-relative form of ``replacement``.
+    """
+    spellings = [(url, replacement)]
+    target, page, final = urlsplit(url), urlsplit(page_url), urlsplit(replacement)
+    if (target.scheme, target.netloc) == (page.scheme, page.netloc) and target.path:
+        relative = target.path + (f"?{target.query}" if target.query else "")
+        same_site = (final.scheme, final.netloc) == (page.scheme, page.netloc)
+        final_relative = final.path + (f"?{final.query}" if final.query else "") if same_site else replacement
+        spellings.append((relative, final_relative))
+    return spellings
 
 
 def _link_targets(document: str, url: str, floor: int) -> list[tuple[int, int]]:

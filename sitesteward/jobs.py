@@ -1,8 +1,7 @@
 """Job identity and inputs: what a refresh job is about, and the hashes that make it idempotent.
 
-A job is identified by (site, page path, trigger fingerprint): submitting the same findings for the same
-page again finds the existing job. URLs inside fingerprints are made relative to the site, so a site
-served at another address (a demo on a new port, a staging host) keeps its job identities.
+The ledger identifies a job by (site, page URL, trigger fingerprint): submitting the same findings for
+the same page again finds the existing job. URLs inside fingerprints are made relative to the site.
 """
 
 from __future__ import annotations
@@ -13,23 +12,8 @@ from urllib.parse import urlsplit
 
 from pydantic import Field
 
-from sitesteward.models import Contract, Draft, Finding
-
-#: Findings that make a page worth a refresh job (content the drafter can act on).
-REFRESH_CODES: frozenset[str] = frozenset(
-    {
-        "stale_date",
-        "broken_link",
-        "redirected_link",
-        "title_length",
-        "missing_title",
-        "missing_meta_description",
-        "meta_description_length",
-        "source_changed",
-        "claim_unsupported",
-        "source_unavailable",
-    }
-)
+from sitesteward.audit import REFRESH_CODES
+from sitesteward.models import Contract, Finding
 
 
 class JobInputs(Contract):
@@ -68,18 +52,6 @@ def fingerprint(findings: list[Finding], base_url: str) -> str:
         }
     )
     return hashlib.sha256(json.dumps(keys).encode()).hexdigest()[:16]
-
-
-def job_id_for(site_id: str, url: str, trigger: str) -> str:
-    """The stable job ID: duplicate submissions of the same trigger find the same job."""
-    digest = hashlib.sha256(f"{site_id}\x1f{page_path(url)}\x1f{trigger}".encode()).hexdigest()
-    return f"job-{digest[:20]}"
-
-
-def draft_sha(draft: Draft) -> str:
-    """The hash an approval is bound to: the exact edits (and page) a reviewer saw."""
-    payload = {"page": page_path(draft.page_url), "edits": [e.model_dump(mode="json") for e in draft.edits]}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
 def refresh_findings(findings: list[Finding]) -> list[Finding]:

@@ -13,7 +13,6 @@ from typing import Any
 
 from prefect import Task
 from prefect.client.schemas.objects import State, TaskRun
-from prefect.filesystems import LocalFileSystem
 from pydantic import BaseModel
 
 from sitesteward.errors import is_transient
@@ -35,11 +34,14 @@ def retry_only_transient(task: Task[..., Any], task_run: TaskRun, state: State[A
     return False
 
 
-def result_storage() -> LocalFileSystem:
-    """Where task results persist (under the data directory; the field is ``basepath``)."""
+def result_storage() -> Path:
+    """Where task results persist: under the data directory, so they survive with the ledger.
+
+    A ``Path`` is what Prefect accepts without a saved block (an unsaved ``LocalFileSystem`` is refused).
+    """
     path = (get_settings().data_dir / "results").resolve()
     path.mkdir(parents=True, exist_ok=True)
-    return LocalFileSystem(basepath=str(path))
+    return path
 
 
 def stable_hash(*parts: object) -> str:

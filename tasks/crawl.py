@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 from prefect import task
@@ -18,7 +19,7 @@ def _artifact_key(site: str) -> str:
 
 
 @task(name="crawl_pages", retries=0, persist_result=False, log_prints=False)
-async def crawl_pages(config: CrawlConfig) -> CrawlResult:
+def crawl_pages(config: CrawlConfig) -> CrawlResult:
     """Crawl the site (spider, sitemaps, link checks) with conditional requests against the store.
 
     Not retried by Prefect: the crawler retries transient failures per URL, and a crawl that failed
@@ -27,4 +28,5 @@ async def crawl_pages(config: CrawlConfig) -> CrawlResult:
     settings = get_settings()
     reporter = ProgressReporter(_artifact_key(config.start_urls[0]))
     with CrawlStore(settings.crawl_store_path) as store:
-        return await crawl_site(config, store=store, on_progress=reporter)
+        # The task is sync so any flow (sync or async) can call it; the crawler runs its own loop.
+        return asyncio.run(crawl_site(config, store=store, on_progress=reporter))

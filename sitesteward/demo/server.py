@@ -31,6 +31,7 @@ import ipaddress
 import logging
 import mimetypes
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -191,6 +192,13 @@ class _Handler(BaseHTTPRequestHandler):
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     app: _LoopbackServer
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A crawler closing a keep-alive connection (or a HEAD check hanging up early) is normal.
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError | TimeoutError):
+            return
+        super().handle_error(request, client_address)
 
 
 class _LoopbackServer:

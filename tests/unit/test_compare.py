@@ -191,3 +191,17 @@ def test_judge_is_asked_only_for_changed_sources_without_figures() -> None:
     assert any(f.code == "claim_unsupported" for f in comparison.findings)
     compare_page(PAGE_URL, "p", citations, [before], [before], judge=judge)
     assert len(asked) == 1  # unchanged source: no model call
+
+
+def test_an_old_figure_kept_as_history_no_longer_supports_the_claim() -> None:
+    html = (
+        "<html><body><main><p>As of 2025, 57% of teams use static sites, up from 42% in our 2019 survey.</p>"
+        "</main></body></html>"
+    )
+    source = snapshot_source(SURVEY, html, retrieved_at=T2)
+    checks = check_claims("As of 2019, 42% of teams use static sites.", source)
+    by_figure = {check.figure: check for check in checks}
+    assert by_figure["42%"].supported is False
+    assert by_figure["42%"].replacement == "57%"
+    # A figure the source states as current still counts.
+    assert check_claims("57% of teams use static sites.", source)[0].supported is True

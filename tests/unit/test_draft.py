@@ -254,3 +254,37 @@ def test_suggest_internal_links_respects_max_and_headings() -> None:
     for edit in edits:
         assert not page[page.index(edit.old) - 2 : page.index(edit.old)].startswith("#")
         assert page.count(edit.old) == 1
+
+
+def test_root_relative_internal_links_are_rewritten_and_dropped() -> None:
+    site = "http://site.test"
+    source = (
+        "---\ntitle: Custom domains\n---\n"
+        "See [deploy hooks](/guides/deploy-hooks/) and the [old form guide](/guides/spam-filtering/).\n"
+    )
+    request = DraftRequest(
+        page_url=f"{site}/guides/custom-domains/",
+        page_source=source,
+        findings=[
+            Finding(
+                code="redirected_link",
+                severity=Severity.notice,
+                url=f"{site}/guides/custom-domains/",
+                target=f"{site}/guides/deploy-hooks/",
+            ),
+            Finding(
+                code="broken_link",
+                severity=Severity.error,
+                url=f"{site}/guides/custom-domains/",
+                target=f"{site}/guides/spam-filtering/",
+            ),
+        ],
+        redirects={f"{site}/guides/deploy-hooks/": f"{site}/guides/webhooks/"},
+    )
+    edits = {edit.finding: edit for edit in OfflineDrafter().draft(request).draft.edits}
+    # Written as a path in the Markdown, so rewritten as a path (never as the crawler's absolute URL).
+    assert edits["redirected_link"].old.endswith("/guides/deploy-hooks/")
+    assert edits["redirected_link"].new.endswith("/guides/webhooks/")
+    assert "http" not in edits["redirected_link"].new
+    assert edits["broken_link"].old == "[old form guide](/guides/spam-filtering/)"
+    assert edits["broken_link"].new == "old form guide"

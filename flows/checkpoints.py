@@ -1,0 +1,162 @@
+"""Ledger-first checkpoints for a job's steps.
+
+On resume the ledger is read first: a step committed there is not run again (its recorded output is
+used), whatever Prefect's cache says. A step that is not committed runs as a task (whose persisted,
+explicitly keyed result may still make it a cache hit) and is then committed. Failures are counted in
+the ledger, so the attempt budget survives restarts; a permanent failure or a spent budget stops the job
+with a reason, a next action and a triage note.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import TypeVar
+
+from pydantic import BaseModel
+
+from sitesteward.errors import InvalidModelOutput, PageGone, PermanentError, PolicyViolation
+from sitesteward.jobs import JobInputs
+from sitesteward.ledger import JobRecord, JobState, Ledger, StopReason
+from sitesteward.publish import EditConflict, TargetNotFound
+from sitesteward.triage import FailureRecord, triage_note
+
+M = TypeVar("M", bound=BaseModel)
+
+#: Flow runs a step may fail in (each with its own Prefect retries for transient errors).
+MAX_STEP_ATTEMPTS = 3
+
+#: The forward order of business states; a step only ever moves a job forward along it.
+ORDER = [
+    JobState.refresh_needed,
+    JobState.planned,
+    JobState.compared,
+    JobState.drafted,
+    JobState.linked,
+    JobState.validated,
+    JobState.awaiting_review,
+    JobState.approved,
+    JobState.published,
+    JobState.monitoring,
+]
+
+
+class JobStopped(Exception):
+    """The job reached a terminal state during this run (the flow returns its outcome)."""
+
+    def __init__(self, job: JobRecord) -> None:
+        super().__init__(f"{job.job_id} stopped: {job.state} ({job.stop_reason})")
+        self.job = job
+
+
+def stop_reason_for(exc: BaseException) -> StopReason:
+    """Which stop reason a permanent failure records."""
+    if isinstance(exc, PolicyViolation | InvalidModelOutput):
+        return StopReason.policy_violation
+    if isinstance(exc, EditConflict | TargetNotFound):
+        return StopReason.publish_failed
+    if isinstance(exc, PageGone):
+        return StopReason.bad_input
+    return StopReason.bad_input
+
+
+class JobRunner:
+    """Runs one job's steps against the ledger, holding its lease (fencing token = job version)."""
+
+    def __init__(self, ledger: Ledger, job: JobRecord, owner: str, *, lease: timedelta) -> None:
+        self.ledger = ledger
+        self.job = job
+        self.owner = owner
+        self.lease = lease
+        self.inputs = JobInputs.model_validate(job.inputs)
+
+    @property
+    def job_id(self) -> str:
+        return self.job.job_id
+
+    def refresh(self) -> JobRecord:
+        self.job = self.ledger.get_job(self.job_id)
+        return self.job
+
+    def acquire(self) -> None:
+        """Take the job's lease; later writes carry its fencing token (the job version)."""
+        self.ledger.acquire_lease(self.job_id, self.owner, self.lease)
+        self.refresh()
+
+    def release(self) -> None:
+        job = self.refresh()
+        if job.lease_owner == self.owner:
+            self.job = self.ledger.release_lease(self.job_id, self.owner, job.version)
+
+    def advance(self, to: JobState, **columns: object) -> JobRecord:
+        """Move forward to ``to`` unless the job is already there or beyond (a resumed run)."""
+        if ORDER.index(self.job.state) >= ORDER.index(to):
+            return self.job
+        self.job = self.ledger.transition(self.job_id, to, expected_version=self.job.version, **columns)  # type: ignore[arg-type]
+        return self.job
+
+    def stop(self, state: JobState, reason: StopReason, message: str, next_action: str) -> JobStopped:
+        """Record a terminal state with its reason, next action and a triage note."""
+        history = [
+            FailureRecord(step=a.step, error_type=a.error_class, message=a.message, at=a.at)
+            for a in self.ledger.attempt_history(self.job_id)
+        ]
+        note = triage_note(history, max_attempts=MAX_STEP_ATTEMPTS) if history else None
+        self.refresh()
+        self.job = self.ledger.transition(
+            self.job_id,
+            state,
+            expected_version=self.job.version,
+            stop_reason=reason,
+            failure_reason=message[:2000],
+            next_action=next_action,
+            triage_note=note.model_dump_json() if note else None,
+        )
+        return JobStopped(self.job)
+
+    def step(
+        self,
+        name: str,
+        input_hash: str,
+        to: JobState,
+        run: Callable[[], M],
+        model: type[M],
+        **columns: object,
+    ) -> M:
+        """Run (or recall) one checkpointed step and move the job to ``to``.
+
+        Raises:
+            JobStopped: a permanent failure or a spent attempt budget stopped the job.
+            StewardError: a transient failure within budget (the run fails; a re-run resumes here).
+        """
+        done = self.ledger.get_step(self.job_id, name, input_hash)
+        if done is not None and done.status == "completed" and done.output_ref is not None:
+            output = model.model_validate(done.output_ref)
+        else:
+            self.ledger.start_step(self.job_id, name, input_hash, fence=self.job.version)
+            try:
+                output = run()
+            except PermanentError as exc:
+                self.ledger.record_attempt(self.job_id, name, type(exc).__name__, str(exc)[:2000])
+                self.ledger.fail_step(self.job_id, name, input_hash, str(exc)[:2000])
+                raise self.stop(
+                    JobState.failed,
+                    stop_reason_for(exc),
+                    f"{name}: {exc}",
+                    next_action=f"fix the cause, then submit the page again ({type(exc).__name__})",
+                ) from exc
+            except Exception as exc:
+                attempts = self.ledger.record_attempt(self.job_id, name, type(exc).__name__, str(exc)[:2000])
+                self.ledger.fail_step(self.job_id, name, input_hash, str(exc)[:2000])
+                if attempts >= MAX_STEP_ATTEMPTS:
+                    raise self.stop(
+                        JobState.failed,
+                        StopReason.retries_exhausted,
+                        f"{name} failed {attempts} times: {exc}",
+                        next_action="check the upstream service, then resubmit the job",
+                    ) from exc
+                raise
+            self.ledger.complete_step(self.job_id, name, input_hash, output, fence=self.job.version)
+        self.refresh()
+        self.advance(to, **columns)
+        return output

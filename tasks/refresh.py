@@ -1,0 +1,164 @@
+"""Refresh-job tasks: one domain call each, persisted as JSON under keys that survive new runs.
+
+Every task here takes an explicit ``cache_key`` built by the flow from (job, step, input hash, code or
+prompt version): a re-run of the same job in a new flow run is a cache hit, a changed page, source or
+prompt is a miss. Retries live in exactly one layer: Prefect's task retries, for TransientError only
+(the openai client runs with ``max_retries=0``, the crawler's per-request retries are set to 1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+from prefect import task
+from prefect.context import TaskRunContext
+
+from sitesteward.crawl import AddressGuard, build_client
+from sitesteward.draft import DraftRequest, DraftResult, LinkCandidate
+from sitesteward.errors import TransientError
+from sitesteward.jobs import JobInputs
+from sitesteward.ledger import Ledger
+from sitesteward.llm import select_drafter
+from sitesteward.models import CrawlConfig, Draft, Page
+from sitesteward.publish import MarkdownContentTarget
+from sitesteward.publish.protocol import PublishOutcome, publish_once
+from sitesteward.refresh import (
+    CompareOutput,
+    add_internal_links,
+    check_draft,
+    compare_live_page,
+    crawl_config_for,
+    redirect_targets,
+    verify_published,
+)
+from sitesteward.settings import get_settings
+from sitesteward.sources import SourceSnapshot
+from sitesteward.validate import ValidationResult
+from sitesteward.verify import VerificationResult
+from tasks.common import RETRY_DELAYS, retry_only_transient
+
+T = TypeVar("T")
+
+
+def _explicit_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+    return str(parameters["cache_key"])
+
+
+def _with_client(inputs: JobInputs, work: Callable[[httpx.AsyncClient, CrawlConfig], Awaitable[T]]) -> T:
+    """Run async crawler work with a guarded client (tasks are sync so they run in any flow)."""
+    config = crawl_config_for(inputs.base_url, allow_private=inputs.allow_private)
+
+    async def _go() -> T:
+        guard = AddressGuard(allow_private=inputs.allow_private)
+        async with build_client(config, guard, user_agent=get_settings().user_agent) as client:
+            return await work(client, config)
+
+    return asyncio.run(_go())
+
+
+_PERSISTED: dict[str, Any] = {
+    "cache_key_fn": _explicit_key,
+    "persist_result": True,
+    "result_serializer": "json",
+}
+
+
+@task(
+    name="compare_page",
+    retries=len(RETRY_DELAYS),
+    retry_delay_seconds=RETRY_DELAYS,
+    retry_jitter_factor=0.5,
+    retry_condition_fn=retry_only_transient,
+    **_PERSISTED,
+)
+def compare_page(inputs: JobInputs, previous_sources: list[SourceSnapshot], cache_key: str) -> CompareOutput:
+    """Fetch the live page and its cited sources; say what changed and what no longer holds."""
+    targets = redirect_targets(inputs.findings)
+    return _with_client(
+        inputs,
+        lambda client, config: compare_live_page(
+            inputs.page_url, targets, client=client, config=config, previous_sources=previous_sources
+        ),
+    )
+
+
+@task(
+    name="draft_refresh",
+    retries=len(RETRY_DELAYS),
+    retry_delay_seconds=RETRY_DELAYS,
+    retry_jitter_factor=0.5,
+    retry_condition_fn=retry_only_transient,
+    **_PERSISTED,
+)
+def draft_refresh(request: DraftRequest, cache_key: str) -> DraftResult:
+    """Ask the drafter (LLM when configured, else offline) for structured edits.
+
+    The key is the drafter's own cache key (page, findings, sources, prompt version, model): the same
+    inputs never cost a second model call, across runs and restarts.
+    """
+    return select_drafter(get_settings()).draft(request)
+
+
+@task(name="link_draft", **_PERSISTED)
+def link_draft(
+    draft: Draft, page_source: str, candidates: list[LinkCandidate], max_links: int, cache_key: str
+) -> Draft:
+    """Add internal-link suggestions to the draft (only where absent, never twice)."""
+    return add_internal_links(draft, page_source, candidates, max_links)
+
+
+@task(name="validate_draft", **_PERSISTED)
+def validate_draft(
+    draft: Draft, page_source: str, request: DraftRequest, flags: list[str], cache_key: str
+) -> ValidationResult:
+    """Guard rails: exact old snippets, no scripts, allowed link hosts, length limits."""
+    return check_draft(draft, page_source, request, flags)
+
+
+@task(
+    name="publish_edit",
+    retries=len(RETRY_DELAYS),
+    retry_delay_seconds=RETRY_DELAYS,
+    retry_condition_fn=retry_only_transient,
+    persist_result=False,
+)
+def publish_edit(job_id: str, draft_sha: str, draft: Draft, fence: int, inputs: JobInputs) -> PublishOutcome:
+    """Publish the approved draft exactly once (intent, write, completion; reconcile after a crash).
+
+    Not cached by Prefect on purpose: the ledger's effect row is the idempotency record.
+    """
+    ledger = Ledger.open(get_settings().ledger_url)
+    try:
+        publisher = MarkdownContentTarget(content_root=Path(inputs.content_root), base_url=inputs.base_url)
+        return publish_once(ledger, publisher, job_id, draft_sha, draft, fence)
+    finally:
+        ledger.close()
+
+
+@task(
+    name="verify_edit",
+    retries=3,
+    retry_delay_seconds=[1, 3, 10],
+    retry_condition_fn=retry_only_transient,
+    persist_result=False,
+)
+def verify_edit(inputs: JobInputs, draft: Draft, before: Page) -> VerificationResult:
+    """Re-fetch the live page and check the edit is visible and nothing regressed.
+
+    A failed check is retried (caches and deploys take a moment) and then reported as it is.
+    """
+    result = _with_client(
+        inputs,
+        lambda client, config: verify_published(inputs.page_url, draft, before, client=client, config=config),
+    )
+    text_checks = [c for c in result.checks if c.name != "status_ok"]
+    if not result.passed and any(not c.passed for c in text_checks):
+        # Raise while retries remain so Prefect backs off and looks again; the flow reads the final result.
+        context = TaskRunContext.get()
+        if context is not None and context.task_run.run_count <= 3:
+            raise TransientError(f"edit not visible yet on {inputs.page_url}")
+    return result

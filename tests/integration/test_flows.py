@@ -1,0 +1,139 @@
+"""The Prefect flows end to end against a real Prefect API (``prefect_test_harness``) and real servers.
+
+The bundled example site is copied to a temporary content directory, served on loopback with its cited
+sources on a second port, then audited, refreshed, approved, published and verified through the flows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from flows.audit_site import AuditParams, audit_site
+from flows.refresh_page import RefreshParams, refresh_page
+from flows.refresh_site import RefreshSiteParams, refresh_site
+from sitesteward.cli import EXAMPLES, _prepare_demo_site
+from sitesteward.cli_jobs import decide
+from sitesteward.demo.server import SiteServer, SourcesServer
+from sitesteward.ledger import Decision, JobState, Ledger
+from sitesteward.models import CrawlConfig
+from sitesteward.settings import get_settings
+
+pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_api")]
+
+
+@dataclass
+class Demo:
+    site: SiteServer
+    sources: SourcesServer
+    root: Path
+
+    def params(self, **overrides: object) -> RefreshSiteParams:
+        crawl = CrawlConfig(start_urls=[self.site.base_url + "/"], allow_private=True, max_pages=200)
+        values: dict[str, object] = {
+            "audit": AuditParams(crawl=crawl),
+            "site_id": "demo",
+            "content_root": str(self.root),
+            "budget": 50,
+            "max_links": 0,
+        }
+        values.update(overrides)
+        return RefreshSiteParams.model_validate(values)
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Iterator[Demo]:
+    with SourcesServer(EXAMPLES / "sources") as sources:
+        root = tmp_path / "site"
+        _prepare_demo_site(root, sources.base_url)
+        with SiteServer(root, sources_url=sources.base_url) as site:
+            yield Demo(site, sources, root)
+
+
+def _ledger() -> Ledger:
+    return Ledger.open(get_settings().ledger_url)
+
+
+def _snapshot(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): p.read_text() for p in sorted(root.rglob("*.md"))}
+
+
+def test_audit_flow_reports_findings_and_recrawls_conditionally(demo: Demo, tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
+    crawl = CrawlConfig(start_urls=[demo.site.base_url + "/"], allow_private=True)
+    first = audit_site(AuditParams(crawl=crawl, report_json=str(report)))
+    codes = {finding.code for finding in first.findings}
+    assert {"stale_date", "broken_link", "redirected_link", "title_length", "orphan_page"} <= codes
+    assert report.exists() and '"findings"' in report.read_text()
+    # An alias that redirects is not a duplicate of its target.
+    assert not any(f.code == "duplicate_title" and "/guides/deploy-hooks/" in f.url for f in first.findings)
+    second = audit_site(AuditParams(crawl=crawl))
+    assert second.stats["pages_not_modified"] >= first.pages - 5
+    assert second.stats["changes"].get("changed", 0) == 0  # type: ignore[union-attr]
+
+
+def test_refresh_loop_publishes_once_and_a_rerun_does_nothing(demo: Demo) -> None:
+    before = _snapshot(demo.root)
+    summary = refresh_site(demo.params())
+    waiting = [job for job in summary.jobs if job.state == "awaiting_review"]
+    assert waiting, summary
+    assert _snapshot(demo.root) == before  # nothing is written before a human approves
+
+    why_static = next(job for job in waiting if job.job_id and "why-static" in _page(job.job_id))
+    for job in waiting:
+        decide(job.job_id, Decision.approve, "tester", "looks right", resume=True)
+
+    ledger = _ledger()
+    try:
+        job = ledger.get_job(why_static.job_id)
+        assert job.state is JobState.monitoring, (job.state, job.failure_reason)
+        effects = ledger.list_effects(job.job_id)
+        assert len(effects) == 1 and effects[0].status.value in {"applied", "reconciled"}
+        assert ledger.verify_chain(job.job_id).ok
+        kinds = [record.kind for record in ledger.evidence(job.job_id)]
+        assert {"comparison", "draft", "review", "approval", "verification"} <= set(kinds)
+    finally:
+        ledger.close()
+    text = (demo.root / "why-static.md").read_text()
+    assert "57%" in text and "42% of teams" not in text
+    after_first = _snapshot(demo.root)
+
+    # The same command again: no new draft, no new approval request, no write.
+    drafts_before = _count("draft")
+    approvals_before = _count("approval")
+    again = refresh_site(demo.params())
+    assert not [job for job in again.jobs if job.state == "awaiting_review"]
+    assert _snapshot(demo.root) == after_first
+    assert _count("draft") == drafts_before
+    assert _count("approval") == approvals_before
+
+
+def test_rejected_draft_is_never_published(demo: Demo) -> None:
+    before = _snapshot(demo.root)
+    summary = refresh_site(demo.params())
+    waiting = [job for job in summary.jobs if job.state == "awaiting_review"]
+    assert waiting
+    job_id = waiting[0].job_id
+    decide(job_id, Decision.reject, "tester", "no", resume=True)
+    outcome = refresh_page(RefreshParams(job_id=job_id))
+    assert outcome.state == "rejected" and outcome.stop_reason == "rejected"
+    assert _snapshot(demo.root) == before
+
+
+def _page(job_id: str) -> str:
+    ledger = _ledger()
+    try:
+        return ledger.get_job(job_id).page_url
+    finally:
+        ledger.close()
+
+
+def _count(kind: str) -> int:
+    ledger = _ledger()
+    try:
+        return sum(len(ledger.evidence(job.job_id, kind)) for job in ledger.list_jobs())
+    finally:
+        ledger.close()
