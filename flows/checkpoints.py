@@ -16,6 +16,7 @@ from typing import TypeVar
 from pydantic import BaseModel
 
 from sitesteward.errors import InvalidModelOutput, PageGone, PermanentError, PolicyViolation
+from sitesteward.faults import FAULT_POINTS, fault_point
 from sitesteward.jobs import JobInputs
 from sitesteward.ledger import JobRecord, JobState, Ledger, StopReason
 from sitesteward.publish import EditConflict, TargetNotFound
@@ -39,6 +40,11 @@ ORDER = [
     JobState.published,
     JobState.monitoring,
 ]
+
+
+def _fault(name: str) -> None:
+    if name in FAULT_POINTS:
+        fault_point(name)
 
 
 class JobStopped(Exception):
@@ -82,6 +88,7 @@ class JobRunner:
         """Take the job's lease; later writes carry its fencing token (the job version)."""
         self.ledger.acquire_lease(self.job_id, self.owner, self.lease)
         self.refresh()
+        _fault("after_lease")
 
     def release(self) -> None:
         job = self.refresh()
@@ -133,6 +140,7 @@ class JobRunner:
         if done is not None and done.status == "completed" and done.output_ref is not None:
             output = model.model_validate(done.output_ref)
         else:
+            self.acquire()  # renew the lease: it only has to outlive one step
             self.ledger.start_step(self.job_id, name, input_hash, fence=self.job.version)
             try:
                 output = run()
@@ -156,7 +164,9 @@ class JobRunner:
                         next_action="check the upstream service, then resubmit the job",
                     ) from exc
                 raise
+            _fault(f"after_{name}_task")
             self.ledger.complete_step(self.job_id, name, input_hash, output, fence=self.job.version)
+            _fault(f"after_{name}_commit")
         self.refresh()
         self.advance(to, **columns)
         return output

@@ -24,6 +24,7 @@ from flows.checkpoints import JobRunner, JobStopped
 from sitesteward.content import parse_document
 from sitesteward.draft import DraftRequest, DraftResult, LinkCandidate
 from sitesteward.errors import PermanentError
+from sitesteward.faults import fault_point
 from sitesteward.jobs import JobInputs
 from sitesteward.ledger import (
     ApprovalRefused,
@@ -75,6 +76,9 @@ class RefreshParams(BaseModel):
         default=72.0, gt=0, le=24 * 90, description="Ask again never; expire after."
     )
     max_links: int | None = Field(default=None, ge=0, le=10, description="Override the job's link budget.")
+    lease_seconds: float = Field(
+        default=900, ge=1, le=86_400, description="Lease per step; a dead worker's job is free after it."
+    )
 
 
 class JobOutcome(BaseModel):
@@ -140,7 +144,7 @@ def refresh_page(params: RefreshParams) -> JobOutcome:
         job = ledger.get_job(params.job_id)
         if job.terminal or job.state is JobState.monitoring:
             return _outcome(job)  # stop condition: nothing left to do
-        runner = JobRunner(ledger, job, _owner(), lease=timedelta(minutes=15))
+        runner = JobRunner(ledger, job, _owner(), lease=timedelta(seconds=params.lease_seconds))
         try:
             runner.acquire()
         except LeaseHeld:
@@ -245,6 +249,7 @@ def _run(runner: JobRunner, params: RefreshParams) -> JobOutcome:
 
     # publish exactly once, then verify
     runner.advance(JobState.approved)
+    fault_point("before_publish")
     outcome = runner.step(
         "publish",
         sha,
@@ -254,6 +259,7 @@ def _run(runner: JobRunner, params: RefreshParams) -> JobOutcome:
         output_location=str(target.location) if hasattr(target, "location") else None,
     )
     get_run_logger().info("published %s (%s)", runner.job_id, outcome.status)
+    fault_point("before_verify")
     verification = verify_edit(inputs, linked, compared.page)
     ledger.append_evidence(runner.job_id, "verification", verification)
     if not verification.passed:
@@ -264,6 +270,7 @@ def _run(runner: JobRunner, params: RefreshParams) -> JobOutcome:
             next_action="look at the live page: the edit is written but not visible (cache? build?)",
         )
     runner.advance(JobState.monitoring)
+    fault_point("after_verify_commit")
     create_markdown_artifact(
         key=f"job-{runner.job_id[-20:]}".lower(),
         markdown=f"## {inputs.page_url}\n\nPublished and verified (draft `{sha[:12]}`).\n",
@@ -299,6 +306,7 @@ def _approval(
     if approval is None:
         expires = ledger.clock.now() + timedelta(hours=params.approval_hours)
         approval = ledger.request_approval(runner.job_id, sha, expires_at=expires)
+        fault_point("after_approval_request")
         description = _review(draft, sha, request, compared, validation)
         ledger.append_evidence(runner.job_id, "review", {"markdown": description, "draft_sha": sha})
         create_markdown_artifact(key=f"review-{runner.job_id[-20:]}".lower(), markdown=description)
@@ -328,6 +336,7 @@ def _approval(
             )
         except ApprovalRefused as exc:  # another channel decided first: the ledger's decision stands
             get_run_logger().warning("decision from the UI not recorded: %s", exc)
+        fault_point("after_approval_decision")
         runner.acquire()
         approval = ledger.get_approval(runner.job_id, sha)
     if approval is None or approval.pending:

@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from sitesteward.errors import ConfigurationError, InvalidUrl, StewardError
+from sitesteward.errors import ConfigurationError, InvalidUrl, StewardError, TransientError
 from sitesteward.settings import get_settings
 
 app = typer.Typer(
@@ -293,6 +293,13 @@ def demo(
             finally:
                 ledger.close()
             out.print(f"report: {demo_dir / 'report.json'}  ·  content: {site_root}")
+            ledger = Ledger.open(settings.ledger_url)
+            try:
+                failed = [j for j in summary.jobs if ledger.get_job(j.job_id).state.value == "failed"]
+            finally:
+                ledger.close()
+            if failed:
+                raise typer.Exit(1)
         finally:
             site.stop()
     finally:
@@ -313,6 +320,9 @@ def main() -> None:
     """Entry point of the ``sitesteward`` console script."""
     try:
         app()
+    except TransientError as exc:  # a database, site or API that did not answer
+        console.print(f"[bold red]unreachable:[/] {exc}", highlight=False)
+        sys.exit(3)
     except StewardError as exc:  # anything the commands did not translate themselves
         console.print(f"[bold red]error:[/] {exc}", highlight=False)
         sys.exit(2)

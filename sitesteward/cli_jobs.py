@@ -245,7 +245,9 @@ def approve(
 ) -> None:
     """Approve the job's current draft (exactly that draft), then publish and verify it."""
     job = decide(job_id, Decision.approve, reviewer, notes, resume=not no_resume)
-    out.print(f"{job.job_id}: {job.state.value}")
+    out.print(f"{job.job_id}: {job.state.value}" + (f" ({job.failure_reason})" if job.failure_reason else ""))
+    if job.state is JobState.failed:
+        raise typer.Exit(1)
 
 
 def reject(
