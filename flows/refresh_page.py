@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import socket
 from datetime import timedelta
-from pathlib import Path
 from typing import Literal
 
 from prefect import flow, get_run_logger
@@ -38,14 +37,23 @@ from sitesteward.ledger import (
 )
 from sitesteward.llm import select_drafter
 from sitesteward.models import Draft
-from sitesteward.publish import MarkdownContentTarget, apply_edits, draft_hash
+from sitesteward.publish import apply_edits, draft_hash
 from sitesteward.readability import reading_ease
 from sitesteward.refresh import CompareOutput, draft_request_for
 from sitesteward.review import review_markdown
 from sitesteward.settings import get_settings
 from sitesteward.validate import ValidationResult
 from tasks.common import CODE_VERSION, result_storage, stable_hash
-from tasks.refresh import compare_page, draft_refresh, link_draft, publish_edit, validate_draft, verify_edit
+from tasks.refresh import (
+    PageSource,
+    compare_page,
+    draft_refresh,
+    link_draft,
+    publish_edit,
+    read_page_source,
+    validate_draft,
+    verify_edit,
+)
 
 
 class ApprovalForm(RunInput):
@@ -177,10 +185,17 @@ def _run(runner: JobRunner, params: RefreshParams) -> JobOutcome:
     )
     ledger.append_evidence(runner.job_id, "comparison", compared.comparison)
 
-    # draft: the page source the edits apply to, and the drafter's own cache key
-    publisher = MarkdownContentTarget(content_root=Path(inputs.content_root), base_url=inputs.base_url)
-    target = publisher.target_for(inputs.page_url)
-    page_source = publisher.read(target)
+    # draft: the page source the edits apply to (a checkpoint itself: after the publish write the file
+    # holds the edit, and a re-run must draft from what the reviewer saw), and the drafter's own key
+    source_key = stable_hash("source", compare_key, CODE_VERSION)
+    source = runner.step(
+        "source",
+        source_key,
+        JobState.compared,
+        lambda: read_page_source.with_options(result_storage=storage)(inputs, cache_key=source_key),
+        PageSource,
+    )
+    page_source = source.text
     request = draft_request_for(inputs.page_url, page_source, compared, inputs.findings)
     drafter = select_drafter(get_settings())
     draft_key = f"draft:{runner.job_id}:{drafter.cache_key(request)}"
@@ -256,7 +271,7 @@ def _run(runner: JobRunner, params: RefreshParams) -> JobOutcome:
         JobState.published,
         lambda: publish_edit(runner.job_id, sha, linked, runner.job.version, inputs),
         _PublishRecord,
-        output_location=str(target.location) if hasattr(target, "location") else None,
+        output_location=source.location,
     )
     get_run_logger().info("published %s (%s)", runner.job_id, outcome.status)
     fault_point("before_verify")

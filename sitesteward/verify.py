@@ -8,10 +8,13 @@ caches) and compares with the page before the edit. Only a passed verification m
 from __future__ import annotations
 
 import re
+from urllib.parse import urljoin
 
 from pydantic import Field
 
+from sitesteward.errors import InvalidUrl
 from sitesteward.models import Contract, Draft, Edit, Page, PageData
+from sitesteward.urls import normalize_url
 
 _MD_LINK = re.compile(r"!?\[([^\]]*)\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 _MD_MARKS = re.compile(r"(\*\*|__|\*|_|`|~~)")
@@ -49,20 +52,40 @@ def _is_indexable(data: PageData, headers: dict[str, str]) -> bool:
     return "noindex" not in robots
 
 
-def _edit_check(edit: Edit, data: PageData) -> Check:
+def _added_links(edit: Edit) -> list[str]:
+    """Link targets the edit puts on the page: Markdown link targets new in ``new``, or a bare URL."""
+    before = {m.group(2) for m in _MD_LINK.finditer(edit.old)}
+    added = [m.group(2) for m in _MD_LINK.finditer(edit.new) if m.group(2) not in before]
+    bare = edit.new.strip()
+    if not added and bare and not _SPACE.search(bare) and bare.startswith(("/", "http://", "https://")):
+        added = [bare]  # the edit rewrote a link target (a redirect or dead link fixed in place)
+    return added
+
+
+def _links_live(hrefs: list[str], page_url: str, data: PageData) -> bool:
+    live = {link.href for link in data.links}
+    for href in hrefs:
+        try:
+            wanted = normalize_url(urljoin(page_url, href))
+        except InvalidUrl:
+            return False
+        if wanted not in live:
+            return False
+    return True
+
+
+def _edit_check(edit: Edit, page_url: str, data: PageData) -> Check:
     if edit.kind == "set_title":
         ok = (data.title or "").strip() == edit.new.strip()
         return Check(name="title_set", passed=ok, detail=f"live title: {data.title!r}")
     if edit.kind == "set_description":
         ok = (data.meta_description or "").strip() == edit.new.strip()
         return Check(name="description_set", passed=ok, detail=f"live description: {data.meta_description!r}")
-    if edit.kind == "add_link":
-        targets = {link.href for link in data.links}
-        hrefs = [m.group(2) for m in _MD_LINK.finditer(edit.new)]
-        ok = bool(hrefs) and all(any(t.endswith(h) or t == h for t in targets) for h in hrefs)
-        return Check(name="link_present", passed=ok, detail=", ".join(hrefs))
+    hrefs = _added_links(edit)
+    if hrefs and (edit.kind == "add_link" or hrefs == [edit.new.strip()]):
+        return Check(name="link_present", passed=_links_live(hrefs, page_url, data), detail=", ".join(hrefs))
     expected = visible_text(edit.new)
-    ok = not expected or expected in _fold(data.main_text)
+    ok = (not expected or expected in _fold(data.main_text)) and _links_live(hrefs, page_url, data)
     return Check(name="text_present", passed=ok, detail=expected[:120])
 
 
@@ -84,7 +107,7 @@ def verify_live(page: Page, draft: Draft, before: PageData | None) -> Verificati
     if data is None:
         checks.append(Check(name="parsed", passed=False, detail=page.error_detail or "no HTML"))
         return VerificationResult(url=page.url, status=page.status, passed=False, checks=checks)
-    checks.extend(_edit_check(edit, data) for edit in draft.edits)
+    checks.extend(_edit_check(edit, page.final_url, data) for edit in draft.edits)
     if before is not None:
         title_edited = any(edit.kind == "set_title" for edit in draft.edits)
         if not title_edited:

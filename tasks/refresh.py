@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import httpx
 from prefect import task
 from prefect.context import TaskRunContext
+from pydantic import BaseModel, ConfigDict
 
 from sitesteward.crawl import AddressGuard, build_client
 from sitesteward.draft import DraftRequest, DraftResult, LinkCandidate
@@ -84,6 +85,23 @@ def compare_page(inputs: JobInputs, previous_sources: list[SourceSnapshot], cach
             inputs.page_url, targets, client=client, config=config, previous_sources=previous_sources
         ),
     )
+
+
+class PageSource(BaseModel):
+    """The page's source document as the draft was made from it (checkpointed with the job)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    location: str
+    text: str
+
+
+@task(name="read_page_source", **_PERSISTED)
+def read_page_source(inputs: JobInputs, cache_key: str) -> PageSource:
+    """Read the document the edits will apply to, from the target the job record names."""
+    publisher = MarkdownContentTarget(content_root=Path(inputs.content_root), base_url=inputs.base_url)
+    target = publisher.target_for(inputs.page_url)
+    return PageSource(location=target.location, text=publisher.read(target))
 
 
 @task(
