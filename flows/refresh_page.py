@@ -126,7 +126,11 @@ def _link_candidates(inputs: JobInputs) -> list[LinkCandidate]:
     with CrawlStore(get_settings().crawl_store_path) as store:
         for page in store.iter_pages(host_of(inputs.base_url)):
             data = page.data
-            if data is None or page.status != 200 or not data.title or page.url == inputs.page_url:
+            # Only pages at their own URL: linking an alias would create the redirect the audit flags.
+            redirected = page.final_url != page.url or bool(page.redirect_chain)
+            if data is None or page.status != 200 or not data.title or redirected:
+                continue
+            if inputs.page_url in {page.url, page.final_url}:
                 continue
             robots = (data.meta_robots or "") + page.headers.get("x-robots-tag", "")
             headings = [h for level in ("h1", "h2", "h3") for h in data.headings.get(level, [])]

@@ -62,6 +62,23 @@ def _added_links(edit: Edit) -> list[str]:
     return added
 
 
+def _removed_links(edit: Edit) -> list[str]:
+    """Markdown link targets ``old`` had that ``new`` drops (a dead link removed, its text kept)."""
+    after = {m.group(2) for m in _MD_LINK.finditer(edit.new)}
+    return [m.group(2) for m in _MD_LINK.finditer(edit.old) if m.group(2) not in after]
+
+
+def _links_gone(hrefs: list[str], page_url: str, data: PageData) -> bool:
+    live = {link.href for link in data.links}
+    for href in hrefs:
+        try:
+            if normalize_url(urljoin(page_url, href)) in live:
+                return False
+        except InvalidUrl:
+            continue
+    return True
+
+
 def _links_live(hrefs: list[str], page_url: str, data: PageData) -> bool:
     live = {link.href for link in data.links}
     for href in hrefs:
@@ -81,6 +98,9 @@ def _edit_check(edit: Edit, page_url: str, data: PageData) -> Check:
     if edit.kind == "set_description":
         ok = (data.meta_description or "").strip() == edit.new.strip()
         return Check(name="description_set", passed=ok, detail=f"live description: {data.meta_description!r}")
+    removed = _removed_links(edit)
+    if removed and not _links_gone(removed, page_url, data):
+        return Check(name="link_removed", passed=False, detail="still linked: " + ", ".join(removed))
     hrefs = _added_links(edit)
     if hrefs and (edit.kind == "add_link" or hrefs == [edit.new.strip()]):
         return Check(name="link_present", passed=_links_live(hrefs, page_url, data), detail=", ".join(hrefs))

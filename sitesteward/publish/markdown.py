@@ -257,7 +257,8 @@ def _meta_value(document: Document, key: str) -> str:
 
 
 def _replacement_done(edit: Edit, body: str) -> bool:
-    if not edit.new:
+    if not edit.new or edit.new in edit.old:
+        # Removing text, or shrinking it ("[text](dead-link)" -> "text"): done once the old text is gone.
         return edit.old not in body
     if edit.new not in body:
         return False
@@ -274,8 +275,8 @@ def _replace_text(edit: Edit, body: str) -> str:
         raise EditConflict(
             f"replace_text: {edit.old[:80]!r} is not in the page and the new text is not either"
         )
-    if not edit.new:
-        return body.replace(edit.old, "")
+    if not edit.new or edit.new in edit.old:
+        return body.replace(edit.old, edit.new)
     return edit.new.join(segment.replace(edit.old, edit.new) for segment in body.split(edit.new))
 
 

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
+from flows.audit_site import AuditParams
+from flows.refresh_site import RefreshSiteParams
+from sitesteward.cli import EXAMPLES, _prepare_demo_site
+from sitesteward.demo.server import SiteServer, SourcesServer
 from sitesteward.models import CrawlConfig
 from tests.server import ScriptedServer
 
@@ -53,3 +59,31 @@ def server() -> Iterator[ScriptedServer]:
     """A started :class:`ScriptedServer` (stopped after the test)."""
     with ScriptedServer() as scripted:
         yield scripted
+
+
+@dataclass
+class Demo:
+    site: SiteServer
+    sources: SourcesServer
+    root: Path
+
+    def params(self, **overrides: object) -> RefreshSiteParams:
+        crawl = CrawlConfig(start_urls=[self.site.base_url + "/"], allow_private=True, max_pages=200)
+        values: dict[str, object] = {
+            "audit": AuditParams(crawl=crawl),
+            "site_id": "demo",
+            "content_root": str(self.root),
+            "budget": 50,
+            "max_links": 0,
+        }
+        values.update(overrides)
+        return RefreshSiteParams.model_validate(values)
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Iterator[Demo]:
+    with SourcesServer(EXAMPLES / "sources") as sources:
+        root = tmp_path / "site"
+        _prepare_demo_site(root, sources.base_url)
+        with SiteServer(root, sources_url=sources.base_url) as site:
+            yield Demo(site, sources, root)

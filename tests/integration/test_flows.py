@@ -6,51 +6,20 @@ sources on a second port, then audited, refreshed, approved, published and verif
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from flows.audit_site import AuditParams, audit_site
 from flows.refresh_page import RefreshParams, refresh_page
-from flows.refresh_site import RefreshSiteParams, refresh_site
-from sitesteward.cli import EXAMPLES, _prepare_demo_site
+from flows.refresh_site import refresh_site
 from sitesteward.cli_jobs import decide
-from sitesteward.demo.server import SiteServer, SourcesServer
 from sitesteward.ledger import Decision, JobState, Ledger
 from sitesteward.models import CrawlConfig
 from sitesteward.settings import get_settings
+from tests.integration.conftest import Demo
 
 pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_api")]
-
-
-@dataclass
-class Demo:
-    site: SiteServer
-    sources: SourcesServer
-    root: Path
-
-    def params(self, **overrides: object) -> RefreshSiteParams:
-        crawl = CrawlConfig(start_urls=[self.site.base_url + "/"], allow_private=True, max_pages=200)
-        values: dict[str, object] = {
-            "audit": AuditParams(crawl=crawl),
-            "site_id": "demo",
-            "content_root": str(self.root),
-            "budget": 50,
-            "max_links": 0,
-        }
-        values.update(overrides)
-        return RefreshSiteParams.model_validate(values)
-
-
-@pytest.fixture
-def demo(tmp_path: Path) -> Iterator[Demo]:
-    with SourcesServer(EXAMPLES / "sources") as sources:
-        root = tmp_path / "site"
-        _prepare_demo_site(root, sources.base_url)
-        with SiteServer(root, sources_url=sources.base_url) as site:
-            yield Demo(site, sources, root)
 
 
 def _ledger() -> Ledger:

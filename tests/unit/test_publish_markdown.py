@@ -341,3 +341,12 @@ def test_git_option_outside_a_repository_is_a_configuration_error(site: Path) ->
     with pytest.raises(ConfigurationError, match="not in a git work tree"):
         publisher.apply(publisher.target_for(BASE + "guide/"), [edit()], "k")
     assert (site / "guide.md").read_text() == GUIDE  # refused before writing
+
+
+def test_dropping_a_dead_link_keeps_its_text_and_is_idempotent() -> None:
+    drop = edit("replace_text", old="[filtering spam](/guides/spam-filtering/)", new="filtering spam")
+    content = "Read about [filtering spam](/guides/spam-filtering/).\n"
+    out = apply_edits(content, [drop])
+    assert out == "Read about filtering spam.\n"
+    assert edit_contained(drop, out) and not edit_contained(drop, content)
+    assert apply_edits(out, [drop]) == out

@@ -68,3 +68,12 @@ def test_regressions_fail_verification() -> None:
     assert {c.name for c in result.checks if not c.passed} == {"indexable_kept"}
     gone = _page("<p>new words</p>", status=404)
     assert not verify_live(gone, _draft(edit), before.data).passed
+
+
+def test_a_dropped_dead_link_must_be_gone_from_the_live_page() -> None:
+    edit = Edit(old="[filtering spam](/guides/spam-filtering/)", new="filtering spam", finding="broken_link")
+    still_linked = _page("<p>Read about <a href='/guides/spam-filtering/'>filtering spam</a>.</p>")
+    result = verify_live(still_linked, _draft(edit), None)
+    assert not result.passed
+    assert [c.name for c in result.checks if not c.passed] == ["link_removed"]
+    assert verify_live(_page("<p>Read about filtering spam.</p>"), _draft(edit), None).passed
