@@ -21,10 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from flows.checkpoints import JobRunner, JobStopped
 from sitesteward.content import parse_document
-from sitesteward.draft import DraftRequest, DraftResult, LinkCandidate
+from sitesteward.draft import DraftRequest, DraftResult
 from sitesteward.errors import PermanentError
 from sitesteward.faults import fault_point
-from sitesteward.jobs import JobInputs
 from sitesteward.ledger import (
     ApprovalRefused,
     Channel,
@@ -37,7 +36,7 @@ from sitesteward.ledger import (
 )
 from sitesteward.llm import select_drafter
 from sitesteward.models import Draft
-from sitesteward.publish import apply_edits, draft_hash
+from sitesteward.publish import PublishOutcome, apply_edits, draft_hash
 from sitesteward.readability import reading_ease
 from sitesteward.refresh import CompareOutput, draft_request_for
 from sitesteward.review import review_markdown
@@ -115,31 +114,6 @@ def _outcome(job: JobRecord, edits: int = 0) -> JobOutcome:
 
 def _owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{flow_run.get_id() or 'local'}"
-
-
-def _link_candidates(inputs: JobInputs) -> list[LinkCandidate]:
-    """Pages of the same site from the last crawl that could be linked (indexable, with a title)."""
-    from sitesteward.crawl import CrawlStore
-    from sitesteward.urls import host_of
-
-    candidates: list[LinkCandidate] = []
-    with CrawlStore(get_settings().crawl_store_path) as store:
-        for page in store.iter_pages(host_of(inputs.base_url)):
-            data = page.data
-            # Only pages at their own URL: linking an alias would create the redirect the audit flags.
-            redirected = page.final_url != page.url or bool(page.redirect_chain)
-            if data is None or page.status != 200 or not data.title or redirected:
-                continue
-            if inputs.page_url in {page.url, page.final_url}:
-                continue
-            robots = (data.meta_robots or "") + page.headers.get("x-robots-tag", "")
-            headings = [h for level in ("h1", "h2", "h3") for h in data.headings.get(level, [])]
-            candidates.append(
-                LinkCandidate(
-                    url=page.url, title=data.title, headings=headings, indexable="noindex" not in robots
-                )
-            )
-    return candidates
 
 
 @flow(name="refresh_page", persist_result=True, result_serializer="json")
@@ -238,7 +212,7 @@ def _run(runner: JobRunner, params: RefreshParams) -> JobOutcome:
         link_key,
         JobState.linked,
         lambda: link_draft.with_options(result_storage=storage)(
-            drafted.draft, page_source, _link_candidates(inputs), max_links, cache_key=link_key
+            drafted.draft, page_source, inputs, max_links, cache_key=link_key
         ),
         Draft,
     )
@@ -274,7 +248,7 @@ def _run(runner: JobRunner, params: RefreshParams) -> JobOutcome:
         sha,
         JobState.published,
         lambda: publish_edit(runner.job_id, sha, linked, runner.job.version, inputs),
-        _PublishRecord,
+        PublishOutcome,
         output_location=source.location,
     )
     get_run_logger().info("published %s (%s)", runner.job_id, outcome.status)
@@ -295,15 +269,6 @@ def _run(runner: JobRunner, params: RefreshParams) -> JobOutcome:
         markdown=f"## {inputs.page_url}\n\nPublished and verified (draft `{sha[:12]}`).\n",
     )
     return _outcome(runner.refresh(), len(linked.edits))
-
-
-class _PublishRecord(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    key: str
-    status: str
-    revision: str
-    target: str
 
 
 def _approval(

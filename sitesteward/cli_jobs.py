@@ -96,7 +96,7 @@ def show(
             job = ledger.get_job(job_id)
         except UnknownJob as exc:
             raise _fail(f"no job {job_id}") from exc
-        record = {
+        record: dict[str, Any] = {
             "job": job.model_dump(mode="json"),
             "steps": [s.model_dump(mode="json") for s in ledger.list_steps(job_id)],
             "attempts": [a.model_dump(mode="json") for a in ledger.attempt_history(job_id)],

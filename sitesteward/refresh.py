@@ -12,7 +12,7 @@ import httpx
 from pydantic import Field
 
 from sitesteward.compare import Comparison, compare_page
-from sitesteward.crawl import fetch_page, fetch_resource
+from sitesteward.crawl import CrawlStore, fetch_page, fetch_resource
 from sitesteward.crawl.decode import decode_html
 from sitesteward.crawl.page import extract_data
 from sitesteward.draft import DraftRequest, LinkCandidate, build_draft_request, suggest_internal_links
@@ -161,6 +161,30 @@ def draft_request_for(
         title=data.title if data else None,
         description=data.meta_description if data else None,
     )
+
+
+def link_candidates(store: CrawlStore, site: str, page_url: str) -> list[LinkCandidate]:
+    """Pages of the site from the last crawl that the page could link to.
+
+    Only indexable 200 pages at their own URL: linking an alias would create the very redirect the
+    audit flags, and linking a noindex page sends readers where search engines may not follow.
+    """
+    candidates: list[LinkCandidate] = []
+    for page in store.iter_pages(site):
+        data = page.data
+        redirected = page.final_url != page.url or bool(page.redirect_chain)
+        if data is None or page.status != 200 or not data.title or redirected:
+            continue
+        if page_url in {page.url, page.final_url}:
+            continue
+        robots = f"{data.meta_robots or ''},{page.headers.get('x-robots-tag', '')}".lower()
+        headings = [text for level in ("h1", "h2", "h3") for text in data.headings.get(level, [])]
+        candidates.append(
+            LinkCandidate(
+                url=page.url, title=data.title, headings=headings, indexable="noindex" not in robots
+            )
+        )
+    return candidates
 
 
 def add_internal_links(

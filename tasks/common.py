@@ -22,7 +22,7 @@ from sitesteward.settings import get_settings
 CODE_VERSION = "2026-11-29.1"
 
 #: Backoff between task retries (seconds); jitter is added by Prefect.
-RETRY_DELAYS = [2, 10, 30]
+RETRY_DELAYS: list[float] = [2.0, 10.0, 30.0]
 
 
 def retry_only_transient(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:

@@ -18,8 +18,8 @@ from prefect import task
 from prefect.context import TaskRunContext
 from pydantic import BaseModel, ConfigDict
 
-from sitesteward.crawl import AddressGuard, build_client
-from sitesteward.draft import DraftRequest, DraftResult, LinkCandidate
+from sitesteward.crawl import AddressGuard, CrawlStore, build_client
+from sitesteward.draft import DraftRequest, DraftResult
 from sitesteward.errors import TransientError
 from sitesteward.jobs import JobInputs
 from sitesteward.ledger import Ledger
@@ -33,11 +33,13 @@ from sitesteward.refresh import (
     check_draft,
     compare_live_page,
     crawl_config_for,
+    link_candidates,
     redirect_targets,
     verify_published,
 )
 from sitesteward.settings import get_settings
 from sitesteward.sources import SourceSnapshot
+from sitesteward.urls import host_of
 from sitesteward.validate import ValidationResult
 from sitesteward.verify import VerificationResult
 from tasks.common import RETRY_DELAYS, retry_only_transient
@@ -122,10 +124,12 @@ def draft_refresh(request: DraftRequest, cache_key: str) -> DraftResult:
 
 
 @task(name="link_draft", **_PERSISTED)
-def link_draft(
-    draft: Draft, page_source: str, candidates: list[LinkCandidate], max_links: int, cache_key: str
-) -> Draft:
-    """Add internal-link suggestions to the draft (only where absent, never twice)."""
+def link_draft(draft: Draft, page_source: str, inputs: JobInputs, max_links: int, cache_key: str) -> Draft:
+    """Add internal-link suggestions to related pages of the last crawl (only where absent, never twice)."""
+    if max_links <= 0:
+        return draft
+    with CrawlStore(get_settings().crawl_store_path) as store:
+        candidates = link_candidates(store, host_of(inputs.base_url), inputs.page_url)
     return add_internal_links(draft, page_source, candidates, max_links)
 
 
@@ -160,7 +164,7 @@ def publish_edit(job_id: str, draft_sha: str, draft: Draft, fence: int, inputs: 
 @task(
     name="verify_edit",
     retries=3,
-    retry_delay_seconds=[1, 3, 10],
+    retry_delay_seconds=[1.0, 3.0, 10.0],
     retry_condition_fn=retry_only_transient,
     persist_result=False,
 )
