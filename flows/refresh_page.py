@@ -38,7 +38,7 @@ from sitesteward.llm import select_drafter
 from sitesteward.models import Draft
 from sitesteward.publish import PublishOutcome, apply_edits, draft_hash
 from sitesteward.readability import reading_ease
-from sitesteward.refresh import CompareOutput, draft_request_for
+from sitesteward.refresh import CompareOutput, draft_request_for, last_verified_baseline
 from sitesteward.review import review_markdown
 from sitesteward.settings import get_settings
 from sitesteward.validate import ValidationResult
@@ -153,12 +153,13 @@ def _run(runner: JobRunner, params: RefreshParams) -> JobOutcome:
         runner.advance(JobState.planned, flow_run_id=str(flow_run.get_id() or ""))
 
     # compare: the live page and its cited sources
-    compare_key = stable_hash("compare", runner.job_id, inputs, CODE_VERSION)
+    baseline = last_verified_baseline(ledger, runner.job.site, inputs.page_url, exclude_job=runner.job_id)
+    compare_key = stable_hash("compare", runner.job_id, inputs, baseline.job_id, CODE_VERSION)
     compared = runner.step(
         "compare",
         compare_key,
         JobState.compared,
-        lambda: compare_page.with_options(result_storage=storage)(inputs, [], cache_key=compare_key),
+        lambda: compare_page.with_options(result_storage=storage)(inputs, baseline, cache_key=compare_key),
         CompareOutput,
     )
     ledger.append_evidence(runner.job_id, "comparison", compared.comparison)

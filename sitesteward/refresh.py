@@ -18,6 +18,7 @@ from sitesteward.crawl.page import extract_data
 from sitesteward.draft import DraftRequest, LinkCandidate, build_draft_request, suggest_internal_links
 from sitesteward.errors import PageGone, TransientError
 from sitesteward.injection import detect_injection
+from sitesteward.ledger import JobState, Ledger
 from sitesteward.models import Contract, CrawlConfig, Draft, FetchError, Finding, LinkOutcome, Page
 from sitesteward.sources import SourceSnapshot, cited_sources, snapshot_source
 from sitesteward.urls import host_of
@@ -36,6 +37,37 @@ class CompareOutput(Contract):
     sources: list[SourceSnapshot] = Field(default_factory=list)
     redirects: dict[str, str] = Field(default_factory=dict, description="Linked URL -> final URL.")
     injection_flags: list[str] = Field(default_factory=list)
+
+
+class Baseline(Contract):
+    """The page and its sources as they were at the page's last published and verified version."""
+
+    sources: list[SourceSnapshot] = Field(default_factory=list)
+    page_hash: str | None = None
+    job_id: str | None = None
+
+
+def last_verified_baseline(ledger: Ledger, site: str, page_url: str, *, exclude_job: str) -> Baseline:
+    """What ``source_changed`` and ``page_drifted`` compare against: the newest verified job of the page."""
+    earlier = [
+        job
+        for job in ledger.list_jobs(states=[JobState.monitoring], site=site)
+        if job.page_url == page_url and job.job_id != exclude_job
+    ]
+    if not earlier:
+        return Baseline()
+    job = max(earlier, key=lambda record: record.updated_at)
+    compare = next(
+        (s for s in ledger.list_steps(job.job_id) if s.step == "compare" and s.output_ref is not None), None
+    )
+    sources = (
+        CompareOutput.model_validate(compare.output_ref).sources if compare and compare.output_ref else []
+    )
+    verification = ledger.latest_evidence(job.job_id, "verification")
+    page_hash = verification.payload.get("text_hash") if verification is not None else None
+    return Baseline(
+        sources=sources, page_hash=page_hash if isinstance(page_hash, str) else None, job_id=job.job_id
+    )
 
 
 def crawl_config_for(base_url: str, *, allow_private: bool) -> CrawlConfig:

@@ -34,6 +34,9 @@ class VerificationResult(Contract):
     status: int | None
     passed: bool
     checks: list[Check] = Field(default_factory=list)
+    text_hash: str | None = Field(
+        default=None, description="Main-text hash of the live page (the new baseline)."
+    )
 
 
 def visible_text(markdown: str) -> str:
@@ -154,5 +157,9 @@ def verify_live(page: Page, draft: Draft, before: PageData | None) -> Verificati
             )
         )
     return VerificationResult(
-        url=page.url, status=page.status, passed=all(check.passed for check in checks), checks=checks
+        url=page.url,
+        status=page.status,
+        passed=all(check.passed for check in checks),
+        checks=checks,
+        text_hash=data.text_hash,
     )

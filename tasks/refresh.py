@@ -28,6 +28,7 @@ from sitesteward.models import CrawlConfig, Draft, Page
 from sitesteward.publish import MarkdownContentTarget
 from sitesteward.publish.protocol import PublishOutcome, publish_once
 from sitesteward.refresh import (
+    Baseline,
     CompareOutput,
     add_internal_links,
     check_draft,
@@ -38,7 +39,6 @@ from sitesteward.refresh import (
     verify_published,
 )
 from sitesteward.settings import get_settings
-from sitesteward.sources import SourceSnapshot
 from sitesteward.urls import host_of
 from sitesteward.validate import ValidationResult
 from sitesteward.verify import VerificationResult
@@ -78,13 +78,18 @@ _PERSISTED: dict[str, Any] = {
     retry_condition_fn=retry_only_transient,
     **_PERSISTED,
 )
-def compare_page(inputs: JobInputs, previous_sources: list[SourceSnapshot], cache_key: str) -> CompareOutput:
-    """Fetch the live page and its cited sources; say what changed and what no longer holds."""
+def compare_page(inputs: JobInputs, baseline: Baseline, cache_key: str) -> CompareOutput:
+    """Fetch the live page and its cited sources; what changed since ``baseline``, what no longer holds."""
     targets = redirect_targets(inputs.findings)
     return _with_client(
         inputs,
         lambda client, config: compare_live_page(
-            inputs.page_url, targets, client=client, config=config, previous_sources=previous_sources
+            inputs.page_url,
+            targets,
+            client=client,
+            config=config,
+            previous_sources=baseline.sources,
+            previous_page_hash=baseline.page_hash,
         ),
     )
 
