@@ -44,7 +44,17 @@ def test_audit_flow_reports_findings_and_recrawls_conditionally(demo: Demo, tmp_
     assert second.stats["changes"].get("changed", 0) == 0  # type: ignore[union-attr]
 
 
-def test_refresh_loop_publishes_once_and_a_rerun_does_nothing(demo: Demo) -> None:
+@pytest.fixture(params=["sqlite", "postgres"])
+def ledger_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test on the default SQLite ledger and again on PostgreSQL."""
+    if request.param == "postgres":
+        monkeypatch.setenv("SITESTEWARD_DATABASE_URL", request.getfixturevalue("postgres_url"))
+        get_settings.cache_clear()
+    return str(request.param)
+
+
+def test_refresh_loop_publishes_once_and_a_rerun_does_nothing(demo: Demo, ledger_backend: str) -> None:
+    assert get_settings().ledger_url.startswith("postgresql" if ledger_backend == "postgres" else "sqlite")
     before = _snapshot(demo.root)
     summary = refresh_site(demo.params())
     waiting = [job for job in summary.jobs if job.state == "awaiting_review"]
