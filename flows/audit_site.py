@@ -6,6 +6,7 @@ from datetime import date
 from pathlib import Path
 
 from prefect import flow, get_run_logger
+from prefect.utilities.annotations import quote
 from pydantic import BaseModel, ConfigDict, Field
 
 from sitesteward.audit import diff_pages, pages_needing_refresh
@@ -60,18 +61,21 @@ def audit_site(params: AuditParams) -> AuditSummary:
     storage = result_storage()
     batch_task = audit_pages.with_options(result_storage=storage)
     today = date.today()
+    # quote(): pages are plain data, never futures; without it Prefect walks every field of every page
+    # of every argument looking for upstream dependencies (the biggest cost on large sites). Prefect's
+    # type hints do not know that quote() is unwrapped before the call, hence the ignores.
     futures = [
-        batch_task.submit(result.pages[i : i + params.batch_size], params.thresholds, today)
+        batch_task.submit(quote(result.pages[i : i + params.batch_size]), params.thresholds, today)  # type: ignore[call-overload]
         for i in range(0, len(result.pages), params.batch_size)
     ]
     page_findings = [finding for future in futures for finding in future.result()]
     # audit_site_wide returns the page findings too, merged and de-duplicated with the site-wide ones.
-    findings = audit_site_wide(result, page_findings, params.thresholds)
+    findings = audit_site_wide(quote(result), quote(page_findings), params.thresholds)  # type: ignore[call-overload]
     changes = diff_pages(previous, result.pages)
-    built = write_report(
-        result,
-        findings,
-        changes,
+    built = write_report(  # type: ignore[call-overload]
+        quote(result),
+        quote(findings),
+        quote(changes),
         Path(params.report_json) if params.report_json else None,
         Path(params.report_csv) if params.report_csv else None,
     )

@@ -92,7 +92,13 @@ def _crawl_progress(enabled: bool) -> Iterator[None]:
 
 
 def _crawl_config(
-    url: str, *, max_pages: int, allow_private: bool, concurrency: int, list_mode: bool = False
+    url: str,
+    *,
+    max_pages: int,
+    allow_private: bool,
+    concurrency: int,
+    list_mode: bool = False,
+    check_external: bool = True,
 ) -> Any:
     from sitesteward.models import CrawlConfig
     from sitesteward.urls import normalize_url
@@ -105,6 +111,7 @@ def _crawl_config(
             allow_private=allow_private or None,
             concurrency_per_host=concurrency,
             list_mode=list_mode,
+            check_external=check_external,
         )
     except InvalidUrl as exc:
         raise _fail(str(exc)) from exc
@@ -150,6 +157,9 @@ def audit(
     list_mode: Annotated[
         bool, typer.Option("--list", help="Fetch only the given URL, no spidering.")
     ] = False,
+    check_external: Annotated[
+        bool, typer.Option(help="Check links to other hosts (--no-check-external skips them).")
+    ] = True,
     json_output: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     verbose: Annotated[bool, typer.Option(help="Show Prefect's run logs.")] = False,
 ) -> None:
@@ -158,7 +168,12 @@ def audit(
     from flows.audit_site import AuditParams
 
     config = _crawl_config(
-        url, max_pages=max_pages, allow_private=allow_private, concurrency=concurrency, list_mode=list_mode
+        url,
+        max_pages=max_pages,
+        allow_private=allow_private,
+        concurrency=concurrency,
+        list_mode=list_mode,
+        check_external=check_external,
     )
     params = AuditParams(
         crawl=config,

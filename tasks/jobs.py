@@ -7,7 +7,7 @@ from datetime import timedelta
 from prefect import task
 
 from sitesteward.jobs import JobInputs, fingerprint, refresh_findings
-from sitesteward.ledger import JobState, Ledger
+from sitesteward.ledger import JobRecord, JobState, Ledger
 from sitesteward.models import Finding
 from sitesteward.settings import get_settings
 from sitesteward.sweep import SweepReport, sweep_ledger
@@ -27,7 +27,8 @@ def plan_jobs(
     """Submit one job per page needing a refresh (at most ``budget``) and return the IDs to run.
 
     A duplicate submission (same page, same findings) finds the existing job; a page that already has a
-    live job gets no second one (that job is returned to be resumed instead). Finished jobs are skipped.
+    live job gets no second one (that job is returned to be resumed instead). Finished jobs and jobs
+    waiting for a reviewer's decision are not run (a decision continues them).
     """
     by_page: dict[str, list[Finding]] = {}
     for item in findings:
@@ -58,11 +59,20 @@ def plan_jobs(
                 inputs=inputs,
             )
             job = submission.job
-            if not job.terminal and job.state is not JobState.monitoring:
-                job_ids.append(job.job_id)
+            if job.terminal or job.state is JobState.monitoring or _waits_for_a_person(ledger, job):
+                continue
+            job_ids.append(job.job_id)
         return job_ids
     finally:
         ledger.close()
+
+
+def _waits_for_a_person(ledger: Ledger, job: JobRecord) -> bool:
+    """A job parked for review with its question still open: a run would only ask again, so skip it."""
+    if job.state is not JobState.awaiting_review or not job.draft_sha:
+        return False
+    approval = ledger.get_approval(job.job_id, job.draft_sha)
+    return approval is not None and approval.pending
 
 
 @task(name="sweep_ledger", persist_result=False)

@@ -139,6 +139,7 @@ class AddressGuard:
         self.allow_private = allow_private
         self._resolver: Resolver = resolver or system_resolver
         self._cache: dict[str, list[str]] = {}
+        self._failures: dict[str, DnsFailure | AddressRefusedError] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def addresses(self, host: str, port: int) -> list[str]:
@@ -158,7 +159,16 @@ class AddressGuard:
             cached = self._cache.get(key)
             if cached is not None:
                 return cached
-            checked = await self._resolve_and_check(key, port)
+            failure = self._failures.get(key)
+            if failure is not None:
+                # A name that did not resolve (or was refused) is not asked again in this crawl: a slow
+                # failing lookup would otherwise stall every link to that host.
+                raise failure
+            try:
+                checked = await self._resolve_and_check(key, port)
+            except (DnsFailure, AddressRefusedError) as exc:
+                self._failures[key] = exc
+                raise
             self._cache[key] = checked
             return checked
 
