@@ -15,6 +15,7 @@ BENCHMARKS: dict[str, str] = {
     "crawl_vs_scrapy": "Python docs (~530 pages): sitesteward vs a plain Scrapy spider, pages/s and peak RSS",
     "recrawl": "re-audit of an unchanged site (conditional requests) vs the cold audit, wall time ratio",
     "large_site": "generated 100k-page site crawled at 10k/30k/100k: peak RSS, per-page time growth (long)",
+    "rerun_jobs": "re-run of 200 unchanged refresh jobs vs their first run: time ratio and drafter calls",
 }
 DEFAULT_SET = ("crawl_vs_scrapy", "recrawl")
 

@@ -46,6 +46,12 @@ class CrawlConfig(Contract):
         description="Hosts crawled besides the start URLs' hosts (same host by default).",
     )
     check_external: bool = Field(default=True, description="Check (not crawl) links to other hosts.")
+    link_check_max_age_hours: float = Field(
+        default=24.0,
+        ge=0,
+        le=24 * 365,
+        description="Reuse an external link's check younger than this (0: never).",
+    )
     concurrency_per_host: int = Field(default=8, ge=1, le=256)
     requests_per_second: float | None = Field(default=None, gt=0, le=10_000, description="Per host.")
     max_redirects: int = Field(default=5, ge=0, le=30)

@@ -13,7 +13,7 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 
@@ -132,6 +132,7 @@ class _Crawl:
     ) -> None:
         self.config = config
         self.store = store
+        self.reused_link_checks: set[str] = set()
         self.site = site_key(config)
         self.on_progress = on_progress
         self.keep_text = keep_text
@@ -407,6 +408,14 @@ class _Crawl:
     # -------------------------------------------------------------------------------- link checking
 
     async def check_external(self, url: str) -> None:
+        max_age = self.config.link_check_max_age_hours
+        if self.store is not None and max_age > 0:
+            recent = await asyncio.to_thread(self.store.recent_link_check, url, timedelta(hours=max_age))
+            if recent is not None:
+                # Checked recently (say, by last night's audit): a re-audit need not ask every host again.
+                self.state.link_checks.append(recent)
+                self.reused_link_checks.add(url)
+                return
         policy = await self.robots.policy(url)
         if policy.unreachable is not None:
             # robots.txt could not be fetched at all: the host is unreachable, not robots-protected.
@@ -467,6 +476,10 @@ class _Crawl:
                 task.cancel()
             await asyncio.gather(*workers, *checkers, return_exceptions=True)
         await self.flush()
+        if self.store is not None:
+            # Only fresh checks: re-saving a reused one would keep an old answer alive forever.
+            fresh = [check for check in self.state.link_checks if check.url not in self.reused_link_checks]
+            await asyncio.to_thread(self.store.save_link_checks, fresh)
         if self.state.robots_disallowed_count > len(self.state.robots_disallowed):
             logger.info(
                 "%d robots-disallowed URLs; %d listed",

@@ -13,10 +13,11 @@ import threading
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 
-from sitesteward.models import Page
+from sitesteward.models import LinkCheck, LinkOutcome, Page
 from sitesteward.settings import get_settings
 
 _SCHEMA = """
@@ -30,6 +31,11 @@ CREATE TABLE IF NOT EXISTS pages (
     fetched_at TEXT NOT NULL,
     page BLOB NOT NULL,
     PRIMARY KEY (site, url)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS link_checks (
+    url TEXT PRIMARY KEY,
+    checked_at TEXT NOT NULL,
+    result TEXT NOT NULL
 ) WITHOUT ROWID;
 """
 _UPSERT = """
@@ -143,6 +149,31 @@ class CrawlStore:
             for url, blob in rows:
                 last = url
                 yield _decode(blob)
+
+    def recent_link_check(self, url: str, max_age: timedelta) -> LinkCheck | None:
+        """The last check of an external ``url`` if it is younger than ``max_age``, else None."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT checked_at, result FROM link_checks WHERE url = ?", (url,)
+            ).fetchone()
+        if row is None or datetime.fromisoformat(row[0]) < datetime.now(UTC) - max_age:
+            return None
+        return LinkCheck.model_validate_json(row[1])
+
+    def save_link_checks(self, checks: Iterable[LinkCheck]) -> None:
+        """Remember external link checks (transient errors are not worth remembering)."""
+        now = datetime.now(UTC).isoformat()
+        rows = [(c.url, now, c.model_dump_json()) for c in checks if c.outcome is not LinkOutcome.error]
+        if not rows:
+            return
+        with self._lock:
+            self._conn.execute("BEGIN")
+            self._conn.executemany(
+                "INSERT INTO link_checks (url, checked_at, result) VALUES (?, ?, ?) "
+                "ON CONFLICT (url) DO UPDATE SET checked_at = excluded.checked_at, result = excluded.result",
+                rows,
+            )
+            self._conn.execute("COMMIT")
 
     def save_pages(self, site: str, pages: Iterable[Page], *, batch_size: int = DEFAULT_BATCH_SIZE) -> int:
         """Save pages, ``batch_size`` per transaction; pages with an error or no data are skipped.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pathlib
+
 from sitesteward.crawl import CrawlStore, crawl_site
 from sitesteward.settings import get_settings
 from tests.integration.conftest import quick_config, run
@@ -79,3 +81,26 @@ def test_changed_page_is_reparsed(server: ScriptedServer) -> None:
         after = store.previous_hashes(first.site)
     assert not second.pages[0].not_modified
     assert before[server.url("/")] != after[server.url("/")]
+
+
+def test_recent_external_link_checks_are_reused_and_old_ones_asked_again(tmp_path: pathlib.Path) -> None:
+    from datetime import timedelta
+
+    from sitesteward.models import LinkOutcome
+
+    with ScriptedServer() as site, ScriptedServer() as other:
+        other.page("/ref", "<html><body>ok</body></html>")
+        site.page("/", f"<html><body><main><a href='{other.url('/ref')}'>ref</a></main></body></html>")
+        config = quick_config(site.url("/"))
+        with CrawlStore(tmp_path / "crawl.sqlite") as store:
+            first = run(crawl_site(config, store=store))
+            assert [c.outcome for c in first.link_checks] == [LinkOutcome.ok]
+            assert other.hits("/ref") == 1
+            second = run(crawl_site(config, store=store))
+            assert [c.outcome for c in second.link_checks] == [LinkOutcome.ok]
+            assert other.hits("/ref") == 1  # reused, not asked again
+            remembered = store.recent_link_check(other.url("/ref"), timedelta(hours=1))
+            assert remembered is not None and remembered.outcome is LinkOutcome.ok
+            fresh = quick_config(site.url("/"), link_check_max_age_hours=0)
+            run(crawl_site(fresh, store=store))
+            assert other.hits("/ref") == 2  # max age 0: always asked
