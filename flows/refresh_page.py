@@ -302,6 +302,12 @@ def _approval(
             runner.job_id, sha, Decision.approve, reviewer="auto (approve_all)", channel=Channel.auto
         )
     if approval.pending and params.approval != "park":
+        # Record which run waits, so `sitesteward approve` resumes it (even if an earlier run parked it).
+        runner.job = ledger.update_job(
+            runner.job_id,
+            expected_version=runner.job.version,
+            flow_run_id=str(flow_run.get_id() or "") or None,
+        )
         runner.release()  # nobody holds the job while a person thinks
         form = ApprovalForm.with_initial_data(description=_review(draft, sha, request, compared, validation))
         key = f"approve-{runner.job_id}-{sha[:16]}"

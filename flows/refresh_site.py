@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from prefect import flow, get_run_logger
+from prefect.deployments import run_deployment
 from pydantic import BaseModel, ConfigDict, Field
 
 from flows.audit_site import AuditParams, audit_site
@@ -21,7 +22,16 @@ class RefreshSiteParams(BaseModel):
     site_id: str = Field(min_length=1, max_length=200, description="Stable site name for job identity.")
     content_root: str = Field(description="The site's Markdown content directory (publish target).")
     budget: int = Field(default=20, ge=0, le=10_000, description="Jobs started or resumed per run.")
-    approval: Literal["park", "pause", "suspend"] = "park"
+    approval: Literal["park", "pause", "suspend"] = Field(
+        default="park",
+        description=(
+            "park: jobs stop at review (the CLI or a later run continues them); suspend: each job runs "
+            "as its own deployment run that suspends in the Prefect UI (subflows cannot suspend)."
+        ),
+    )
+    page_deployment: str = Field(
+        default="refresh_page/refresh-page", description="The refresh_page deployment used with suspend."
+    )
     max_links: int = Field(default=2, ge=0, le=10, description="Internal links suggested per page.")
 
 
@@ -33,6 +43,17 @@ class RefreshSiteSummary(BaseModel):
     findings_by_code: dict[str, int]
     pages_needing_refresh: int
     jobs: list[JobOutcome]
+
+
+def _start_job_run(deployment: str, job_id: str) -> JobOutcome:
+    """Start the job as its own run of the refresh_page deployment (Prefect refuses to suspend subflows)."""
+    run = run_deployment(
+        name=deployment,
+        parameters={"params": RefreshParams(job_id=job_id, approval="suspend").model_dump(mode="json")},
+        timeout=0,
+        as_subflow=False,
+    )
+    return JobOutcome(job_id=job_id, state="submitted", next_action=f"flow run {run.id}")
 
 
 @flow(name="refresh_site", persist_result=False)
@@ -56,7 +77,12 @@ def refresh_site(params: RefreshSiteParams) -> RefreshSiteSummary:
     get_run_logger().info(
         "%d pages need a refresh; running %d jobs", len(summary.refresh_needed), len(job_ids)
     )
-    outcomes = [refresh_page(RefreshParams(job_id=job_id, approval=params.approval)) for job_id in job_ids]
+    if params.approval == "suspend":
+        outcomes = [_start_job_run(params.page_deployment, job_id) for job_id in job_ids]
+    else:
+        outcomes = [
+            refresh_page(RefreshParams(job_id=job_id, approval=params.approval)) for job_id in job_ids
+        ]
     by_code: dict[str, int] = {}
     for finding in summary.findings:
         by_code[finding.code] = by_code.get(finding.code, 0) + 1

@@ -321,14 +321,16 @@ def demo(
         sources.stop()
 
 
-def _register_job_commands() -> None:
-    from sitesteward import cli_jobs
+def _register_commands() -> None:
+    from sitesteward import cli_deploy, cli_jobs
 
     for command in (cli_jobs.jobs, cli_jobs.show, cli_jobs.approve, cli_jobs.reject, cli_jobs.sweep):
         app.command()(command)
+    for command in (cli_deploy.bootstrap, cli_deploy.serve):
+        app.command()(command)
 
 
-_register_job_commands()
+_register_commands()
 
 
 def main() -> None:
