@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from sitesteward.errors import InvalidModelOutput, PageGone, PermanentError, PolicyViolation
 from sitesteward.faults import FAULT_POINTS, fault_point
 from sitesteward.jobs import JobInputs
-from sitesteward.ledger import JobRecord, JobState, Ledger, StopReason
+from sitesteward.ledger import FORWARD_ORDER, JobRecord, JobState, Ledger, StopReason
 from sitesteward.publish import EditConflict, TargetNotFound
 from sitesteward.triage import FailureRecord, triage_note
 
@@ -26,20 +26,6 @@ M = TypeVar("M", bound=BaseModel)
 
 #: Flow runs a step may fail in (each with its own Prefect retries for transient errors).
 MAX_STEP_ATTEMPTS = 3
-
-#: The forward order of business states; a step only ever moves a job forward along it.
-ORDER = [
-    JobState.refresh_needed,
-    JobState.planned,
-    JobState.compared,
-    JobState.drafted,
-    JobState.linked,
-    JobState.validated,
-    JobState.awaiting_review,
-    JobState.approved,
-    JobState.published,
-    JobState.monitoring,
-]
 
 
 def _fault(name: str) -> None:
@@ -97,7 +83,7 @@ class JobRunner:
 
     def advance(self, to: JobState, **columns: object) -> JobRecord:
         """Move forward to ``to`` unless the job is already there or beyond (a resumed run)."""
-        if ORDER.index(self.job.state) >= ORDER.index(to):
+        if FORWARD_ORDER.index(self.job.state) >= FORWARD_ORDER.index(to):
             return self.job
         self.job = self.ledger.transition(self.job_id, to, expected_version=self.job.version, **columns)  # type: ignore[arg-type]
         return self.job

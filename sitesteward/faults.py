@@ -20,6 +20,7 @@ FAULT_POINTS: tuple[str, ...] = (
     "after_lease",
     "after_compare_task",
     "after_compare_commit",
+    "after_source_commit",
     "after_draft_task",
     "after_draft_commit",
     "after_link_commit",

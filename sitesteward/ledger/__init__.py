@@ -25,6 +25,7 @@ from sitesteward.ledger.records import (
     Submission,
 )
 from sitesteward.ledger.states import (
+    FORWARD_ORDER,
     LIVE_STATES,
     TERMINAL_STATES,
     TERMINAL_STOP_REASONS,
@@ -50,6 +51,7 @@ from sitesteward.ledger.store import (
 )
 
 __all__ = [
+    "FORWARD_ORDER",
     "GENESIS",
     "KEEP",
     "LIVE_STATES",

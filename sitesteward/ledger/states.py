@@ -84,6 +84,20 @@ LIVE_STATES: frozenset[JobState] = frozenset(
     }
 )
 
+#: The forward path of a job, in order (a step only ever moves a job forward along it).
+FORWARD_ORDER: tuple[JobState, ...] = (
+    JobState.refresh_needed,
+    JobState.planned,
+    JobState.compared,
+    JobState.drafted,
+    JobState.linked,
+    JobState.validated,
+    JobState.awaiting_review,
+    JobState.approved,
+    JobState.published,
+    JobState.monitoring,
+)
+
 #: States a job may be created in.
 INITIAL_STATES: frozenset[JobState] = frozenset({JobState.refresh_needed, JobState.planned})
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sitesteward.demo.server import SiteServer, SourcesServer
+from sitesteward.faults import FAULT_POINTS
 from sitesteward.jobs import JobInputs
 from sitesteward.ledger import Channel, Decision, JobState, Ledger
 from sitesteward.models import Finding, Severity
@@ -27,25 +28,11 @@ OLD = "As of 2019, 42% of teams use static sites"
 NEW = "As of 2025, 57% of teams use static sites"
 QUOTE = "As of 2025, 57% of teams use static sites for at least one production website"
 
-#: Points a job passes before it parks for review, and after it is approved.
-BEFORE_REVIEW = (
-    "after_lease",
-    "after_compare_task",
-    "after_compare_commit",
-    "after_draft_task",
-    "after_draft_commit",
-    "after_link_commit",
-    "after_validate_commit",
-    "after_approval_request",
-)
-AFTER_REVIEW = (
-    "before_publish",
-    "after_publish_intent",
-    "after_publish_write",
-    "after_publish_commit",
-    "before_verify",
-    "after_verify_commit",
-)
+#: Points a job passes before it parks for review, and after it is approved (the UI-only decision point
+#: is exercised through the Prefect API in tests/integration/test_deploy.py).
+_PARK = FAULT_POINTS.index("after_approval_request") + 1
+BEFORE_REVIEW = FAULT_POINTS[:_PARK]
+AFTER_REVIEW = tuple(point for point in FAULT_POINTS[_PARK:] if point != "after_approval_decision")
 
 
 def llm_answer(sources_url: str) -> Reply:
