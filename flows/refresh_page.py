@@ -289,18 +289,16 @@ def _approval(
     ledger = runner.ledger
     approval = ledger.get_approval(runner.job_id, sha)
     if approval is None:
-        expires = ledger.clock.now() + timedelta(hours=params.approval_hours)
-        approval = ledger.request_approval(runner.job_id, sha, expires_at=expires)
-        fault_point("after_approval_request")
+        # The review is recorded before the request: both are idempotent (identical evidence is not
+        # appended twice), so a crash between them still leaves exactly one review and one request.
         description = _review(draft, sha, request, compared, validation)
         ledger.append_evidence(runner.job_id, "review", {"markdown": description, "draft_sha": sha})
         create_markdown_artifact(key=f"review-{runner.job_id[-20:]}".lower(), markdown=description)
+        expires = ledger.clock.now() + timedelta(hours=params.approval_hours)
+        approval = ledger.request_approval(runner.job_id, sha, expires_at=expires)
+        fault_point("after_approval_request")
     runner.advance(JobState.awaiting_review, draft_sha=sha, flow_run_id=str(flow_run.get_id() or "") or None)
 
-    if approval.pending and get_settings().approve_all:
-        approval = ledger.decide(
-            runner.job_id, sha, Decision.approve, reviewer="auto (approve_all)", channel=Channel.auto
-        )
     if approval.pending and params.approval != "park":
         # Record which run waits, so `sitesteward approve` resumes it (even if an earlier run parked it).
         runner.job = ledger.update_job(

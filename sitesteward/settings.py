@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     llm_api_key: SecretStr | None = Field(default=None, description="API key; unset = offline drafter.")
     approve_all: bool = Field(
         default=False,
-        description="Demo/CI only: answer every approval request with 'approve' as reviewer 'auto'.",
+        description="The demo command only: it approves its own drafts (CI). Flows never read it.",
     )
     fault_points: str = Field(
         default="",

@@ -116,3 +116,24 @@ def _count(kind: str) -> int:
         return sum(len(ledger.evidence(job.job_id, kind)) for job in ledger.list_jobs())
     finally:
         ledger.close()
+
+
+def test_no_setting_makes_a_flow_approve_by_itself(demo: Demo, monkeypatch: pytest.MonkeyPatch) -> None:
+    # SITESTEWARD_APPROVE_ALL belongs to the demo command; a worker that happens to have it set must
+    # still wait for a person.
+    monkeypatch.setenv("SITESTEWARD_APPROVE_ALL", "true")
+    get_settings.cache_clear()
+    before = _snapshot(demo.root)
+    summary = refresh_site(demo.params())
+    assert summary.jobs and all(job.state != "monitoring" for job in summary.jobs)
+    waiting = [job for job in summary.jobs if job.state == "awaiting_review"]
+    assert waiting
+    ledger = _ledger()
+    try:
+        for job in waiting:
+            approval = ledger.get_approval(job.job_id, job.draft_sha or "")
+            assert approval is not None and approval.pending
+            assert ledger.list_effects(job.job_id) == []
+    finally:
+        ledger.close()
+    assert _snapshot(demo.root) == before
