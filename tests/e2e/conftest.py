@@ -265,10 +265,28 @@ def plan_jobs_on(demo: DemoSite, site_id: str = "e2e") -> dict[str, str]:
 
 
 @contextmanager
-def deployment_stack(base: Path, *, ui: bool) -> Iterator[Stack]:
-    """Start everything; the caller's process talks to the server through ``temporary_settings``."""
+def talking_to(api_url: str) -> Iterator[None]:
+    """Point this process's Prefect client at ``api_url``; drain the client's workers before leaving.
+
+    Prefect's log and event workers are process-wide singletons: left with work for a server that is
+    about to stop, they block the next drain (the test harness's teardown) for good. Draining them here,
+    while the server still answers, keeps each test's traffic inside the test.
+    """
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
+    with temporary_settings(updates={PREFECT_API_URL: api_url}):
+        try:
+            yield
+        finally:
+            APILogWorker.drain_all(timeout=30)
+            EventsWorker.drain_all(timeout=30)
+
+
+@contextmanager
+def deployment_stack(base: Path, *, ui: bool) -> Iterator[Stack]:
+    """Start everything; the caller's process talks to the server through ``temporary_settings``."""
     data_dir = base / "steward-data"
     data_dir.mkdir(parents=True, exist_ok=True)
     previous = os.environ.get("SITESTEWARD_DATA_DIR")
@@ -277,7 +295,7 @@ def deployment_stack(base: Path, *, ui: bool) -> Iterator[Stack]:
     try:
         with ExitStack() as stack:
             server = stack.enter_context(prefect_server(base / "prefect-home", ui=ui))
-            stack.enter_context(temporary_settings(updates={PREFECT_API_URL: server.api_url}))
+            stack.enter_context(talking_to(server.api_url))
             demo = stack.enter_context(demo_site(base / "site"))
             stack.enter_context(served_deployments(server, data_dir, base / "serve.log"))
             jobs = plan_jobs_on(demo)

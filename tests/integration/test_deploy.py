@@ -37,6 +37,7 @@ from tests.e2e.conftest import (
     prefect_server,
     read_run,
     start_job_run,
+    talking_to,
     use_stack_data_dir,
     wait_for_run,
 )
@@ -112,12 +113,10 @@ def test_prefect_yaml_pool_and_pull_steps() -> None:
 @pytest.mark.slow
 @pytest.mark.prefect
 def test_bootstrap_then_deploy_all_schedules_the_deployments(tmp_path: Path) -> None:
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
     from deployments.bootstrap import bootstrap
 
     with prefect_server(tmp_path / "prefect-home", ui=False) as server:
-        with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+        with talking_to(server.api_url):
             first = bootstrap(site_url="http://127.0.0.1:8765/", content_root=tmp_path)
             again = bootstrap(site_url="http://other.invalid/")
         assert f"work-pool:{WORK_POOL}" in first.created and "variable:site_url" in first.created
