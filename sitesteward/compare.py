@@ -291,7 +291,7 @@ def check_claims(sentence: str, source: SourceSnapshot) -> list[ClaimCheck]:
     return checks
 
 
-_HISTORY_CUES = ("from", "previously", "compared", "versus", "vs", "was", "were", "formerly")
+_HISTORY_CUES = ("from", "previously", "compared", "versus", "vs", "formerly")
 
 
 def _historical(text: str, raw: str) -> bool:

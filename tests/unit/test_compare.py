@@ -205,3 +205,12 @@ def test_an_old_figure_kept_as_history_no_longer_supports_the_claim() -> None:
     assert by_figure["42%"].replacement == "57%"
     # A figure the source states as current still counts.
     assert check_claims("57% of teams use static sites.", source)[0].supported is True
+
+
+def test_a_figure_stated_in_the_past_tense_still_counts() -> None:
+    html = (
+        "<html><body><main><p>The median time to first byte was 48 ms in our study.</p></main></body></html>"
+    )
+    source = snapshot_source(SURVEY, html, retrieved_at=T2)
+    checks = check_claims("The median time to first byte was 48 ms.", source)
+    assert [(check.figure, check.supported) for check in checks] == [("48", True)]
