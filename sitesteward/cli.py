@@ -30,7 +30,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # one-line errors, never wrapped
 out = Console()
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -188,6 +188,52 @@ def audit(
         out.print_json(json.dumps(summary.model_dump(mode="json", exclude={"findings"})))
     else:
         _print_audit(summary)
+
+
+@app.command()
+def refresh(
+    url: Annotated[str, typer.Argument(help="Start URL of the site.")],
+    content_root: Annotated[
+        Path, typer.Option(help="The site's Markdown content directory (publish target).")
+    ],
+    site_id: Annotated[
+        str | None, typer.Option(help="Stable site name for job identity (default: host).")
+    ] = None,
+    budget: Annotated[int, typer.Option(min=0, help="Jobs started or resumed in this run.")] = 20,
+    max_pages: Annotated[int, typer.Option(min=1, help="Fetch at most this many pages.")] = 10_000,
+    max_links: Annotated[int, typer.Option(min=0, max=10, help="Internal links suggested per page.")] = 2,
+    allow_private: Annotated[bool, typer.Option(help="Allow private/loopback addresses.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the job outcomes as JSON.")] = False,
+    verbose: Annotated[bool, typer.Option(help="Show Prefect's run logs.")] = False,
+) -> None:
+    """Audit the site and run a refresh job for each page that needs one; drafts wait for approval."""
+    _quiet_prefect(verbose)
+    from flows.audit_site import AuditParams
+    from flows.refresh_site import RefreshSiteParams, refresh_site
+    from sitesteward.urls import host_of
+
+    if not content_root.is_dir():
+        raise _fail(f"content root {content_root} is not a directory")
+    config = _crawl_config(url, max_pages=max_pages, allow_private=allow_private, concurrency=8)
+    params = RefreshSiteParams(
+        audit=AuditParams(crawl=config),
+        site_id=site_id or host_of(url),
+        content_root=str(content_root.resolve()),
+        budget=budget,
+        max_links=max_links,
+    )
+    with _crawl_progress(not json_output and sys.stderr.isatty()):
+        summary = refresh_site(params)
+    if json_output:
+        out.print_json(json.dumps([job.model_dump(mode="json") for job in summary.jobs]))
+        return
+    _print_counts(summary.site, summary.pages, summary.findings_by_code)
+    for job in summary.jobs:
+        out.print(f"{job.job_id}  {job.state}" + (f" ({job.stop_reason})" if job.stop_reason else ""))
+    waiting = sum(1 for job in summary.jobs if job.state == "awaiting_review")
+    out.print(f"{waiting} drafts await review: sitesteward jobs --state awaiting_review")
+    if any(job.state == "failed" for job in summary.jobs):
+        raise typer.Exit(1)
 
 
 def _prepare_demo_site(site_root: Path, sources_url: str) -> None:

@@ -18,7 +18,7 @@ from rich.console import Console
 from sitesteward.settings import get_settings
 
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:

@@ -19,7 +19,7 @@ from sitesteward.ledger import ApprovalRefused, Channel, Decision, JobRecord, Jo
 from sitesteward.settings import get_settings
 
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _ledger() -> Ledger:

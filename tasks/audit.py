@@ -3,6 +3,7 @@ the report files and the artifacts people read in the Prefect UI."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from datetime import date
 from pathlib import Path
@@ -67,7 +68,15 @@ def write_report(
         report.write_json(built, json_path)
     if csv_path is not None:
         report.write_csv(built.findings, csv_path)
+    by_code = {code: int(count) for code, count in dict(built.stats.get("findings_by_code", {})).items()}
+    chart = report.chart_svg(by_code)
+    if json_path is not None:
+        json_path.with_suffix(".svg").write_text(chart, encoding="utf-8")
     rows = report.findings_table(built)
     create_table_artifact(table=rows[:5000], key="audit-findings", description=f"Findings for {built.site}")
-    create_markdown_artifact(markdown=report.summary_markdown(built), key="audit-summary")
+    # The chart travels inside the markdown as a data URI: the UI renders images, not raw SVG markup.
+    image = base64.b64encode(chart.encode()).decode()
+    chart_markdown = f"\n\n![Findings by code](data:image/svg+xml;base64,{image})\n"
+    markdown = report.summary_markdown(built) + chart_markdown
+    create_markdown_artifact(markdown=markdown, key="audit-summary")
     return built

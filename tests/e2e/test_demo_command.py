@@ -45,3 +45,27 @@ def test_demo_runs_the_loop_and_a_second_run_changes_nothing(tmp_path: Path) -> 
     assert second.returncode == 0, second.stdout + second.stderr
     assert " 0 drafts await review" in second.stdout
     assert {p: p.read_text() for p in site.rglob("*.md")} == snapshot
+
+
+def test_refresh_command_rejects_bad_input_with_one_line(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SITESTEWARD_", "PREFECT_"))}
+    env["SITESTEWARD_DATA_DIR"] = str(tmp_path / "data")
+    base = [sys.executable, "-m", "sitesteward.cli"]
+    missing = subprocess.run(
+        [*base, "refresh", "http://127.0.0.1:1/", "--content-root", str(tmp_path / "nope")],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert missing.returncode == 2 and "not a directory" in missing.stderr
+    bad_url = subprocess.run(
+        [*base, "audit", "ftp://example.test/"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert bad_url.returncode == 2 and "not an http(s) URL" in bad_url.stderr
+    unknown = subprocess.run(
+        [*base, "show", "job-missing"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert unknown.returncode == 2 and "no job job-missing" in unknown.stderr

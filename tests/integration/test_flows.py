@@ -137,3 +137,11 @@ def test_no_setting_makes_a_flow_approve_by_itself(demo: Demo, monkeypatch: pyte
     finally:
         ledger.close()
     assert _snapshot(demo.root) == before
+
+
+def test_audit_writes_a_chart_beside_the_report(demo: Demo, tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
+    crawl = CrawlConfig(start_urls=[demo.site.base_url + "/"], allow_private=True)
+    audit_site(AuditParams(crawl=crawl, report_json=str(report)))
+    chart = report.with_suffix(".svg").read_text()
+    assert chart.startswith("<svg") and "stale_date" in chart
