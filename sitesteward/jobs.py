@@ -36,12 +36,6 @@ def relative(url: str, base_url: str) -> str:
     return url
 
 
-def page_path(url: str) -> str:
-    """The path (and query) of a page URL: its identity within a site."""
-    parts = urlsplit(url)
-    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-
-
 def fingerprint(findings: list[Finding], base_url: str) -> str:
     """A stable hash of the refresh-relevant findings of one page (order and address independent)."""
     keys = sorted(

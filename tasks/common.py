@@ -53,8 +53,3 @@ def stable_hash(*parts: object) -> str:
         digest.update(json.dumps(part, sort_keys=True, default=str, separators=(",", ":")).encode())
         digest.update(b"\x1f")
     return digest.hexdigest()
-
-
-def ensure_dir(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    return path
