@@ -13,6 +13,7 @@ from pydantic import Field
 from sitesteward.errors import IllegalTransition, StaleVersion
 from sitesteward.ledger import JobState, Ledger, StopReason
 from sitesteward.models import Contract
+from sitesteward.triage import TriageNote
 
 
 class SweepReport(Contract):
@@ -38,13 +39,23 @@ def sweep_ledger(ledger: Ledger, *, idle_after: timedelta, limit: int) -> SweepR
         if job is None or job.state is not JobState.awaiting_review or job.draft_sha != approval.draft_sha:
             continue
         try:
+            next_action = "run the audit again; a new draft will ask for a new approval"
+            note = TriageNote(
+                summary=f"waited for review from {approval.requested_at:%Y-%m-%d %H:%M} until the deadline",
+                failure_class="policy",
+                next_action=next_action,
+                retryable=False,
+                attempts=0,
+                last_step="approval",
+            )
             ledger.transition(
                 job.job_id,
                 JobState.approval_expired,
                 expected_version=job.version,
                 stop_reason=StopReason.approval_expired,
                 failure_reason=f"no decision on draft {approval.draft_sha[:12]} by {approval.expires_at}",
-                next_action="run the audit again; a new draft will ask for a new approval",
+                next_action=next_action,
+                triage_note=note.model_dump_json(),
             )
             expired.append(job.job_id)
         except (StaleVersion, IllegalTransition):

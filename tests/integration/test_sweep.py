@@ -47,6 +47,7 @@ def test_an_unanswered_approval_expires_and_nothing_is_published(demo: Demo) -> 
     with Ledger.open(get_settings().ledger_url) as ledger:
         job = ledger.get_job(job_id)
         assert job.state is JobState.approval_expired and job.stop_reason is not None
+        assert job.triage_note and '"failure_class":"policy"' in job.triage_note
         assert ledger.list_effects(job_id) == []
     # A late run of the job does nothing: expired is terminal, never approved.
     assert refresh_page(RefreshParams(job_id=job_id)).state == "approval_expired"
