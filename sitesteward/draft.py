@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Protocol, runtime_checkable
@@ -90,6 +91,26 @@ _TERM_STOPWORDS = frozenset(
         "guides",
         "using",
         "use",
+        # words that say nothing about a page make misleading anchors
+        "everyone",
+        "anyone",
+        "someone",
+        "people",
+        "every",
+        "other",
+        "thing",
+        "things",
+        "ways",
+        "best",
+        "good",
+        "new",
+        "all",
+        "one",
+        "two",
+        "any",
+        "notes",
+        "team",
+        "teams",
     ]
 )
 
@@ -704,18 +725,23 @@ def suggest_internal_links(
     )
     page_terms |= _terms(parsed.body)
     page_path = urlsplit(page_url).path.rstrip("/") or "/"
+    pool = [
+        raw
+        if isinstance(raw, LinkCandidate)
+        else LinkCandidate(url=raw[0], title=raw[1], headings=list(raw[2]), indexable=raw[3])
+        for raw in candidates
+    ]
+    # Terms in many titles (the brand, the product, the section name) relate every page to every other
+    # and make the worst anchors: only terms distinctive of a few pages count.
+    title_terms = Counter(term for candidate in pool for term in _terms(candidate.title))
+    common = {term for term, count in title_terms.items() if count > max(2, len(pool) // 5)}
     scored: list[tuple[int, str, LinkCandidate]] = []
-    for raw in candidates:
-        candidate = (
-            raw
-            if isinstance(raw, LinkCandidate)
-            else LinkCandidate(url=raw[0], title=raw[1], headings=list(raw[2]), indexable=raw[3])
-        )
+    for candidate in pool:
         path = urlsplit(candidate.url).path.rstrip("/") or "/"
         if not candidate.indexable or path == page_path or _linked_already(page_source, candidate.url):
             continue
-        shared = (_terms(candidate.title) | _terms(" ".join(candidate.headings))) & page_terms
-        if shared:
+        shared = ((_terms(candidate.title) | _terms(" ".join(candidate.headings))) & page_terms) - common
+        if len(shared) >= 2:  # one shared word is a coincidence, two are a topic
             scored.append((len(shared), candidate.url, candidate))
     scored.sort(key=lambda item: (-item[0], item[1]))
     builder = _EditBuilder(page_source)
@@ -724,7 +750,8 @@ def suggest_internal_links(
         if len(builder.edits) >= max_links:
             break
         path = urlsplit(candidate.url).path or "/"
-        phrases = [candidate.title, *sorted(_terms(candidate.title), key=lambda t: (-len(t), t))]
+        distinctive = [term for term in _terms(candidate.title) if term not in common and len(term) >= 5]
+        phrases = [candidate.title, *sorted(distinctive, key=lambda t: (-len(t), t))]
         for phrase in phrases:
             match = _free_occurrence(page_source, phrase, floor, blocked)
             if match is None:

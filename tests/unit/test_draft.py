@@ -288,3 +288,27 @@ def test_root_relative_internal_links_are_rewritten_and_dropped() -> None:
     assert "http" not in edits["redirected_link"].new
     assert edits["broken_link"].old == "[old form guide](/guides/spam-filtering/)"
     assert edits["broken_link"].new == "old form guide"
+
+
+def test_internal_links_skip_the_brand_and_need_a_shared_topic() -> None:
+    from sitesteward.draft import LinkCandidate, suggest_internal_links
+
+    page = (
+        "---\\ntitle: Custom domains on Larkspur\\n---\\n"
+        "Every Larkspur site gets an address. Point your domain at Larkspur, then set up webhooks and "
+        "deploy hooks so that everyone's changes rebuild the site.\\n"
+    )
+    candidates = [
+        LinkCandidate(url="https://s.test/blog/", title="Blog – news from the Larkspur team"),
+        LinkCandidate(url="https://s.test/blog/two/", title="Larkspur 2.0: faster builds for everyone"),
+        LinkCandidate(url="https://s.test/about/", title="About Larkspur"),
+        LinkCandidate(
+            url="https://s.test/guides/webhooks/",
+            title="Webhooks and deploy hooks on Larkspur",
+            headings=["Deploy hooks"],
+        ),
+    ]
+    edits = suggest_internal_links("https://s.test/guides/custom-domains/", page, candidates, max_links=3)
+    anchors = {edit.new for edit in edits}
+    assert all("[Larkspur]" not in anchor and "[everyone" not in anchor for anchor in anchors)
+    assert [edit.source_url for edit in edits] == ["https://s.test/guides/webhooks/"]
