@@ -690,6 +690,26 @@ class LinkCandidate(Contract):
     indexable: bool = True
 
 
+def _anchor_phrases(title: str, common: set[str]) -> list[str]:
+    """2-4 word phrases of a title that can carry a link, longest first.
+
+    A single word ("Faster", "Hosting") says too little about the target to be an anchor; a phrase must
+    hold a distinctive term and neither start nor end with a stop word ("deploy hooks", "custom domains").
+    """
+    words = re.findall(r"[A-Za-z0-9][A-Za-z0-9'.-]*", title)
+    phrases: list[str] = []
+    for size in (4, 3, 2):
+        for start in range(len(words) - size + 1):
+            chunk = words[start : start + size]
+            first, last = chunk[0].lower(), chunk[-1].lower()
+            if first in _TERM_STOPWORDS or last in _TERM_STOPWORDS or first in common or last in common:
+                continue
+            if not _terms(" ".join(chunk)) - common:
+                continue
+            phrases.append(" ".join(chunk))  # matched case-insensitively in the page
+    return list(dict.fromkeys(phrases))
+
+
 def _terms(text: str) -> set[str]:
     return {t.lower() for t in _TERM.findall(text) if t.lower() not in _TERM_STOPWORDS}
 
@@ -750,8 +770,7 @@ def suggest_internal_links(
         if len(builder.edits) >= max_links:
             break
         path = urlsplit(candidate.url).path or "/"
-        distinctive = [term for term in _terms(candidate.title) if term not in common and len(term) >= 5]
-        phrases = [candidate.title, *sorted(distinctive, key=lambda t: (-len(t), t))]
+        phrases = [candidate.title, *_anchor_phrases(candidate.title, common)]
         for phrase in phrases:
             match = _free_occurrence(page_source, phrase, floor, blocked)
             if match is None:
