@@ -28,6 +28,8 @@ from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
+import yaml
+
 from sitesteward.content import Document, candidate_files, dump_document, parse_document
 from sitesteward.errors import ConfigurationError, PolicyViolation
 from sitesteward.models import Edit
@@ -237,10 +239,39 @@ def apply_edits(content: str, edits: Sequence[Edit]) -> str:
                     "(the page changed since the draft)"
                 )
             meta[key] = edit.new
+            if prefix is not None:
+                prefix = _set_front_matter_line(prefix, key, edit.new)
             meta_changed = True
-    if meta_changed or prefix is None:
-        return dump_document(Document(meta, body))
-    return prefix + body
+    if prefix is not None and (not meta_changed or parse_document(prefix + body).meta == meta):
+        return prefix + body  # only the edited lines changed: small, reviewable diffs in git
+    return dump_document(Document(meta, body))
+
+
+def _set_front_matter_line(prefix: str | None, key: str, value: str) -> str | None:
+    """The front matter with one top-level ``key: value`` line set, everything else byte-exact.
+
+    Returns None when that is not possible (a multi-line value, no front matter): the caller then
+    re-serialises the whole front matter instead.
+    """
+    if prefix is None or not prefix.startswith("---"):
+        return None
+    line = yaml.safe_dump({key: value}, allow_unicode=True, width=10_000, sort_keys=False).rstrip("\n")
+    if "\n" in line:
+        return None
+    pattern = re.compile(rf"^{re.escape(key)}:[^\n]*$", re.MULTILINE)
+    matches = list(pattern.finditer(prefix))
+    if len(matches) == 1:
+        match = matches[0]
+        following = prefix[match.end() + 1 : match.end() + 3]
+        if following.startswith((" ", "\t", "-")):  # the value continues on the next lines
+            return None
+        return prefix[: match.start()] + line + prefix[match.end() :]
+    if matches:
+        return None
+    closing = prefix.rfind("\n---")
+    if closing < 0:
+        return None
+    return prefix[: closing + 1] + line + prefix[closing:]
 
 
 def _split(content: str) -> tuple[str | None, Document]:

@@ -350,3 +350,19 @@ def test_dropping_a_dead_link_keeps_its_text_and_is_idempotent() -> None:
     assert out == "Read about filtering spam.\n"
     assert edit_contained(drop, out) and not edit_contained(drop, content)
     assert apply_edits(out, [drop]) == out
+
+
+def test_front_matter_edits_change_only_their_own_line() -> None:
+    content = (
+        "---\ntitle: A title that is far too long for search results\naliases:\n  - /old/\n"
+        "date: 2024-01-02\n---\n# Body\n"
+    )
+    title = edit("set_title", old="A title that is far too long for search results", new="A short title")
+    description = edit("set_description", old="", new="What the page is about: a short summary.")
+    out = apply_edits(content, [title, description])
+    assert out == (
+        "---\ntitle: A short title\naliases:\n  - /old/\ndate: 2024-01-02\n"
+        "description: 'What the page is about: a short summary.'\n---\n# Body\n"
+    )
+    assert edit_contained(title, out) and edit_contained(description, out)
+    assert apply_edits(out, [title, description]) == out
