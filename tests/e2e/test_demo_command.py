@@ -69,3 +69,18 @@ def test_refresh_command_rejects_bad_input_with_one_line(tmp_path: Path) -> None
         [*base, "show", "job-missing"], env=env, capture_output=True, text=True, timeout=120
     )
     assert unknown.returncode == 2 and "no job job-missing" in unknown.stderr
+
+
+def test_an_unreachable_ledger_exits_3_with_one_line(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SITESTEWARD_", "PREFECT_"))}
+    env["SITESTEWARD_DATA_DIR"] = str(tmp_path / "data")
+    env["SITESTEWARD_DATABASE_URL"] = "postgresql+psycopg://postgres@127.0.0.1:1/none"  # nothing listens
+    done = subprocess.run(
+        [sys.executable, "-m", "sitesteward.cli", "jobs"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 3
+    assert done.stderr.startswith("unreachable:") and done.stderr.count("\n") == 1
