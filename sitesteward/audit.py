@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import date
+from functools import lru_cache
 
 from sitesteward.dates import stale_phrases
 from sitesteward.errors import BLOCKED_HTTP_CODES, InvalidUrl
@@ -134,8 +135,12 @@ def finding(code: str, url: str, detail: str = "", target: str | None = None) ->
 # ------------------------------------------------------------------------------------------- helpers
 
 
+@lru_cache(maxsize=131_072)
 def _key(url: str) -> str:
-    """The comparison form of a URL (normalised, tracking parameters dropped)."""
+    """The comparison form of a URL (normalised, tracking parameters dropped).
+
+    Cached: a site-wide audit asks for the same few thousand URLs hundreds of thousands of times.
+    """
     try:
         return normalize_url(url, QueryHandling.strip_tracking)
     except InvalidUrl:

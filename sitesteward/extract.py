@@ -201,18 +201,27 @@ def _main_root(root: Any) -> Any:
     return body if body is not None else root
 
 
-def _is_dropped(element: Any, cache: dict[str, bool]) -> bool:
+def _is_hidden(element: Any) -> bool:
     if element.get("hidden") is not None or element.get("aria-hidden") == "true":
         return True
     role = element.get("role")
     if role and role.strip().lower() in _DROP_ROLES:
         return True
     style = element.get("style")
-    if style and _HIDDEN_STYLE.search(style):
-        return True
+    return bool(style and _HIDDEN_STYLE.search(style))
+
+
+def _is_boilerplate_box(element: Any, cache: dict[str, bool]) -> bool:
     return _is_boilerplate(element.get("class") or "", cache) or _is_boilerplate(
         element.get("id") or "", cache
     )
+
+
+#: Where a boilerplate class or id is looked for: containers, not inline text. Real documentation has
+#: tens of thousands of ``<span class="pre">`` per page; a sidebar or a cookie banner is a box.
+_BOX_TAGS = (*_BLOCK_TAGS, "header", "footer")
+#: Elements that may hide themselves (any tag), found by libxml2 rather than by a Python loop.
+_HIDING = etree.XPath(".//*[@hidden or @aria-hidden or @role or @style]")
 
 
 def _strip_boilerplate(main: Any) -> None:
@@ -222,10 +231,12 @@ def _strip_boilerplate(main: Any) -> None:
         for element in main.iter(*_LANDMARK_TAGS)
         if next(element.iterancestors("article", "main"), None) is None
     )
+    doomed.extend(element for element in _HIDING(main) if _is_hidden(element))
     cache: dict[str, bool] = {}
-    # One Python pass over the main region measured faster than any XPath attribute filter here.
     doomed.extend(
-        element for element in main.iterdescendants() if element.attrib and _is_dropped(element, cache)
+        element
+        for element in main.iter(*_BOX_TAGS)
+        if element is not main and _is_boilerplate_box(element, cache)
     )
     for element in doomed:
         _drop(element)
@@ -283,7 +294,7 @@ def _host_cached(url: str) -> str:
     return host_of(url)
 
 
-@lru_cache(maxsize=32_768)
+@lru_cache(maxsize=131_072)
 def _resolve_cached(href: str, base: str, query_handling: QueryHandling) -> str | None:
     absolute = absolutize(href, base)
     if absolute is None:
@@ -294,17 +305,28 @@ def _resolve_cached(href: str, base: str, query_handling: QueryHandling) -> str 
         return None
 
 
+def _directory_of(base: str) -> str:
+    """The part of ``base`` a path-relative href resolves against: up to the last ``/`` of its path."""
+    path = base.split("#", 1)[0].split("?", 1)[0]
+    if path.count("/") < 3:  # "http://host": no path at all
+        return path + "/"
+    return path[: path.rindex("/") + 1]
+
+
 class _Resolver:
     """Absolutise (``urls.absolutize``) and normalise (``urls.normalize_url``) hrefs against the base.
 
-    Results are cached across pages: a site's navigation repeats on every page, and a root-relative or
-    absolute href depends only on the base's origin, so the cache key uses the origin for those.
+    Results are cached across pages, keyed by what a result really depends on: a site's navigation
+    repeats on every page, a root-relative or absolute href depends only on the base's origin, a
+    path-relative one only on the base's directory, and the fragment on nothing (it is dropped), so
+    ``os.html#os.getcwd`` and ``os.html#os.walk`` are one cache entry.
     """
 
     def __init__(self, base: str, query_handling: QueryHandling) -> None:
-        self.base = base
+        self.base = base.split("#", 1)[0]
         parts = base.split("/", 3)
         self.origin = "/".join(parts[:3]) + "/" if len(parts) >= 3 else base
+        self.directory = _directory_of(base)
         self.query_handling = query_handling
 
     def __call__(self, href: str | None) -> str | None:
@@ -313,9 +335,14 @@ class _Resolver:
         href = href.strip()
         if len(href) > 4096:  # no real link is this long; do not cache or parse it
             return None
+        href = href.split("#", 1)[0]
+        if not href:  # "#section": this very page
+            return None
         if (href.startswith("/") and not href.startswith("//")) or _ABSOLUTE.match(href):
             return _resolve_cached(href, self.origin, self.query_handling)
-        return _resolve_cached(href, self.base, self.query_handling)
+        if href.startswith("?"):
+            return _resolve_cached(href, self.base, self.query_handling)
+        return _resolve_cached(href, self.directory, self.query_handling)
 
 
 def extract_page(

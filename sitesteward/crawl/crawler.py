@@ -14,11 +14,13 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 import httpx
 
 from sitesteward.crawl.fetch import ACCEPT_HTML, Exchange, Fetcher, build_client
 from sitesteward.crawl.guard import AddressGuard, Resolver
+from sitesteward.crawl.limits import HostLimiter, SharedPoliteness
 from sitesteward.crawl.page import build_page
 from sitesteward.crawl.politeness import Politeness
 from sitesteward.crawl.progress import CrawlProgress
@@ -51,6 +53,8 @@ MAX_SITEMAP_DEPTH = 3
 MAX_ROBOTS_LISTED = 10_000
 _STORE_BATCH = 200
 _LINK_CACHE_SIZE = 200_000
+_PAGE_FIELDS = set(Page.model_fields)
+_PAGE_DATA_FIELDS = set(PageData.model_fields)
 
 
 def site_key(config: CrawlConfig) -> str:
@@ -62,7 +66,9 @@ def site_key(config: CrawlConfig) -> str:
         return first
 
 
+@lru_cache(maxsize=131_072)
 def _try_normalize(url: str, query: QueryHandling) -> str | None:
+    # Cached: every page repeats the site's navigation, and links arrive normalised already.
     try:
         return normalize_url(url, query)
     except InvalidUrl:
@@ -383,11 +389,14 @@ class _Crawl:
         data = page.data
         if data is None:
             return page
-        update: dict[str, object] = {"links": [self._shared(link) for link in data.links]}
+        fields = dict(data.__dict__)
+        fields["links"] = [self._shared(link) for link in data.links]
         if not self.keep_text:
-            update["main_text"] = ""
-        slim: PageData = data.model_copy(update=update)
-        return page.model_copy(update={"data": slim})
+            fields["main_text"] = ""
+        # model_construct with one shared fields-set: the values are validated already, and a per-page
+        # copy of that set (and of each model's dict, as model_copy makes) costs ~1.5 KB a page.
+        slim = PageData.model_construct(_fields_set=_PAGE_DATA_FIELDS, **fields)
+        return Page.model_construct(_fields_set=_PAGE_FIELDS, **{**page.__dict__, "data": slim})
 
     def _shared(self, link: Link) -> Link:
         # Navigation links repeat on every page; one object per distinct link saves most of the memory.
@@ -559,6 +568,7 @@ async def crawl_site(
     keep_text: bool = False,
     on_page: Callable[[Page], None] | None = None,
     collect_pages: bool = True,
+    limiter: HostLimiter | None = None,
 ) -> CrawlResult:
     """Crawl one site and check its external links.
 
@@ -579,6 +589,8 @@ async def crawl_site(
             audit can stream pages instead of holding them all.
         collect_pages: False leaves ``CrawlResult.pages`` empty (use ``on_page`` or the store):
             memory then stays flat however big the site (about 7 KB per collected page otherwise).
+        limiter: A per-host limit shared with other processes (:mod:`sitesteward.crawl.limits`), held
+            on top of this crawl's own politeness for every request; None (default): this process only.
 
     Returns:
         Pages, link checks, sitemap entries and problems, robots-skipped URLs and the budget overflow.
@@ -590,7 +602,11 @@ async def crawl_site(
     user_agent = config.user_agent or settings.user_agent
     allow_private = config.allow_private if config.allow_private is not None else settings.allow_private
     guard = AddressGuard(allow_private=allow_private, resolver=resolver)
-    politeness = Politeness(config.concurrency_per_host, config.requests_per_second)
+    politeness = (
+        Politeness(config.concurrency_per_host, config.requests_per_second)
+        if limiter is None
+        else SharedPoliteness(config.concurrency_per_host, config.requests_per_second, limiter)
+    )
     owned = client is None
     http = client if client is not None else build_client(config, guard, user_agent=user_agent)
     try:

@@ -14,6 +14,7 @@ import email.utils
 import logging
 import random
 import time
+import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,6 +24,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from sitesteward.crawl.guard import AddressGuard, AddressRefusedError, DnsFailure, PinnedNetworkBackend
+from sitesteward.crawl.inflate import ACCEPT_ENCODING, BoundedInflater, UnsupportedEncoding
 from sitesteward.crawl.politeness import Politeness
 from sitesteward.errors import RETRY_HTTP_CODES, AddressRefused
 from sitesteward.models import CrawlConfig, FetchError, RedirectHop
@@ -162,7 +164,9 @@ def build_client(
             pool._network_backend = PinnedNetworkBackend(guard, inner)  # type: ignore[union-attr]
         else:  # pragma: no cover - depends on httpx internals
             logger.warning("cannot pin connections to checked addresses with this httpx version")
-    headers = {"User-Agent": user_agent} if user_agent else {}
+    headers = {"Accept-Encoding": ACCEPT_ENCODING}
+    if user_agent:
+        headers["User-Agent"] = user_agent
     timeout = httpx.Timeout(config.timeout_seconds, connect=config.connect_timeout_seconds)
     return httpx.AsyncClient(
         transport=transport, headers=headers, timeout=timeout, follow_redirects=False, trust_env=False
@@ -197,7 +201,10 @@ class Fetcher:
         self.guard = guard
         self.politeness = politeness
         self.robots = robots
-        self._base_headers = {"User-Agent": user_agent} if user_agent else {}
+        # Only encodings BoundedInflater can bound, whatever client the caller passed in.
+        self._base_headers = {"Accept-Encoding": ACCEPT_ENCODING}
+        if user_agent:
+            self._base_headers["User-Agent"] = user_agent
 
     async def fetch(
         self,
@@ -416,17 +423,29 @@ class Fetcher:
             answer.error, answer.detail = FetchError.too_large, f"Content-Length {declared} > {max_bytes}"
             if body != "html":
                 return answer
+        try:
+            inflater = BoundedInflater(response.headers.get("content-encoding"))
+        except UnsupportedEncoding as exc:
+            answer.error, answer.detail = FetchError.http_error, str(exc)
+            return answer
         chunks: list[bytes] = []
         size = 0
-        async for chunk in response.aiter_bytes():
-            if size + len(chunk) > max_bytes:
-                chunks.append(chunk[: max_bytes - size])
-                size = max_bytes
-                answer.truncated = True
-                answer.error, answer.detail = FetchError.too_large, f"body exceeds {max_bytes} bytes"
-                break
-            chunks.append(chunk)
-            size += len(chunk)
+        try:
+            # Raw bytes, inflated here with an output limit: never more than max_bytes (+1 to detect
+            # an overflow) in memory, whatever the compression ratio.
+            async for raw in response.aiter_raw():
+                chunk = inflater.feed(raw, max_bytes + 1 - size)
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > max_bytes:
+                    break
+        except zlib.error as exc:
+            answer.error, answer.detail = FetchError.http_error, f"undecodable body: {exc}"
+            return answer
+        if size > max_bytes:
+            chunks[-1] = chunks[-1][: len(chunks[-1]) - (size - max_bytes)]
+            answer.truncated = True
+            answer.error, answer.detail = FetchError.too_large, f"body exceeds {max_bytes} bytes"
         answer.body = b"".join(chunks)
         if body == "html" and content_type is None and not _looks_like_html(answer.body):
             answer.body = b""
