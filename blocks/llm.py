@@ -44,7 +44,10 @@ drafter = select_drafter(llm.apply_to(get_settings()))
     )
 
     def apply_to(self, settings: Settings) -> Settings:
-        """Return ``settings`` with this block's endpoint, model and key (``settings`` is not changed).
+        """Return ``settings`` with this block's endpoint, model, key and budgets (``settings`` is unchanged).
+
+        The budgets are enforced by the drafter :func:`sitesteward.llm.select_drafter` builds from the
+        returned settings (a call that would overspend raises ``BudgetExceeded``).
 
         Args:
             settings: The process settings (``sitesteward.settings.get_settings()``).
@@ -53,5 +56,11 @@ drafter = select_drafter(llm.apply_to(get_settings()))
             A copy whose ``llm_*`` fields come from this block.
         """
         return settings.model_copy(
-            update={"llm_base_url": self.base_url, "llm_model": self.model, "llm_api_key": self.api_key}
+            update={
+                "llm_base_url": self.base_url,
+                "llm_model": self.model,
+                "llm_api_key": self.api_key,
+                "llm_max_tokens_per_job": self.max_tokens_per_job,
+                "llm_max_cost_usd_per_job": self.max_cost_usd_per_job,
+            }
         )

@@ -5,7 +5,8 @@ It needs only Python 3.11+ and pip: it creates ``.venv`` beside the project, ins
 test extras into it (again only when ``pyproject.toml`` changed), then runs the command there.
 
     demo   serve the bundled example site on loopback and run the full loop on it
-    test   lint, type-check and run the tests (quick: without the slow suites; --all or CI=true: everything)
+    test   lint, type-check and run the tests (quick: without the slow suites; --all or CI=true: everything);
+           --write-scenarios also rewrites the README's scenario table from the run (use it with --all)
     check  lint and type-check only
     bench  run the benchmarks under bench/
 """
@@ -63,6 +64,8 @@ def main(argv: list[str]) -> int:
         if rc or command == "check":
             return rc
         env = dict(os.environ)
+        # The README's scenario table names the command that wrote it (tests/durability/scenarios.py).
+        env["SITESTEWARD_DEV_COMMAND"] = " ".join(["python3 scripts/dev.py", *argv])
         args = list(rest)
         if ci or "--all" in args:
             args = [a for a in args if a != "--all"]

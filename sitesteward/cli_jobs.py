@@ -126,6 +126,10 @@ def show(
             out.print(f"next action: {job.next_action}")
         if job.draft_sha:
             out.print(f"draft: {job.draft_sha}")
+            if job.state is JobState.awaiting_review:
+                out.print(
+                    f"decide: sitesteward approve {job.job_id} --draft {job.draft_sha[:12]} --reviewer NAME"
+                )
         if job.triage_note:
             note = json.loads(job.triage_note)
             out.print(
@@ -164,8 +168,26 @@ def _approvals(ledger: Ledger, job: JobRecord) -> list[Any]:
     return [approval] if approval is not None else []
 
 
-def decide(job_id: str, decision: Decision, reviewer: str, notes: str | None, *, resume: bool) -> JobRecord:
-    """Write a decision to the ledger, then let the job's run continue. Returns the job afterwards."""
+_DRAFT_OPTION = typer.Option(
+    "--draft",
+    help="The draft sha you reviewed (8+ characters, from `show`): refuse if the draft changed since.",
+)
+
+
+def decide(
+    job_id: str,
+    decision: Decision,
+    reviewer: str,
+    notes: str | None,
+    *,
+    resume: bool,
+    draft: str | None = None,
+) -> JobRecord:
+    """Write a decision to the ledger, then let the job's run continue. Returns the job afterwards.
+
+    ``draft`` (the sha, or its first 8+ characters, that the reviewer read in ``sitesteward show``)
+    makes the decision refuse a draft that changed since: a reviewer never approves a draft unseen.
+    """
     ledger = _ledger()
     try:
         try:
@@ -174,6 +196,13 @@ def decide(job_id: str, decision: Decision, reviewer: str, notes: str | None, *,
             raise _fail(f"no job {job_id}") from exc
         if job.state is not JobState.awaiting_review or not job.draft_sha:
             raise _fail(f"job {job_id} is {job.state.value}, not awaiting review")
+        if draft is not None and len(draft.strip()) < 8:
+            raise _fail("--draft needs at least the first 8 characters of the draft sha")
+        if draft is not None and not job.draft_sha.startswith(draft.strip().lower()):
+            raise _fail(
+                f"job {job_id} now waits on draft {job.draft_sha[:12]}, not {draft}: "
+                f"read it with `sitesteward show {job_id}` before deciding"
+            )
         try:
             ledger.decide(
                 job_id, job.draft_sha, decision, reviewer=reviewer, channel=Channel.cli, notes=notes
@@ -242,9 +271,10 @@ def approve(
     reviewer: Annotated[str, typer.Option(help="Your name, recorded in the ledger.")],
     notes: Annotated[str | None, typer.Option(help="Why.")] = None,
     no_resume: Annotated[bool, typer.Option("--no-resume", help="Only record the decision.")] = False,
+    draft: Annotated[str | None, _DRAFT_OPTION] = None,
 ) -> None:
     """Approve the job's current draft (exactly that draft), then publish and verify it."""
-    job = decide(job_id, Decision.approve, reviewer, notes, resume=not no_resume)
+    job = decide(job_id, Decision.approve, reviewer, notes, resume=not no_resume, draft=draft)
     out.print(f"{job.job_id}: {job.state.value}" + (f" ({job.failure_reason})" if job.failure_reason else ""))
     if job.state is JobState.failed:
         raise typer.Exit(1)
@@ -255,9 +285,10 @@ def reject(
     reviewer: Annotated[str, typer.Option(help="Your name, recorded in the ledger.")],
     notes: Annotated[str | None, typer.Option(help="Why (shown in the job record).")] = None,
     no_resume: Annotated[bool, typer.Option("--no-resume", help="Only record the decision.")] = False,
+    draft: Annotated[str | None, _DRAFT_OPTION] = None,
 ) -> None:
     """Reject the job's current draft; nothing is published."""
-    job = decide(job_id, Decision.reject, reviewer, notes, resume=not no_resume)
+    job = decide(job_id, Decision.reject, reviewer, notes, resume=not no_resume, draft=draft)
     out.print(f"{job.job_id}: {job.state.value}")
 
 

@@ -21,10 +21,13 @@ boundary (``raise PageGone(url) from exc``) so raw httpx or openai exceptions ne
         ├── PolicyViolation            a draft or target broke a guard rail
         ├── StaleVersion               a compare-and-set lost the race (fencing)
         ├── IllegalTransition          a job state change the state machine forbids
-        └── ConfigurationError         bad settings, unknown block, unreachable server
+        ├── ConfigurationError         bad settings, unknown block, unreachable server
+        └── BudgetExceeded             a job's token or cost budget would be (or was) overspent
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 #: HTTP statuses worth retrying, as data (like scrapy's ``RETRY_HTTP_CODES``).
 RETRY_HTTP_CODES: frozenset[int] = frozenset({408, 425, 429, 500, 502, 503, 504, 522, 524})
@@ -65,6 +68,14 @@ class RetryableStatus(TransientError):
         super().__init__(f"{url} answered {status}", retry_after=retry_after)
         self.url = url
         self.status = status
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt from its own arguments, not from ``args`` (the message): Prefect pickles task errors.
+        return (_rebuild_retryable_status, (self.url, self.status, self.retry_after))
+
+
+def _rebuild_retryable_status(url: str, status: int, retry_after: float | None) -> RetryableStatus:
+    return RetryableStatus(url, status, retry_after=retry_after)
 
 
 class LLMRateLimited(TransientError):
@@ -121,6 +132,33 @@ class IllegalTransition(PermanentError):
 
 class ConfigurationError(PermanentError):
     """Bad settings, an unknown block, an unreachable server."""
+
+
+class BudgetExceeded(PermanentError):
+    """A job's LLM token or cost budget would be overspent (before a call) or was (after it).
+
+    Permanent on purpose: retrying the same request costs the same again. The job stops with
+    ``budget_exceeded`` and a person raises the budget or narrows the job.
+
+    Args:
+        message: What was over budget, for people.
+        limit: The budget (tokens or USD).
+        amount: What the call would spend (estimate) or did spend (reported usage).
+    """
+
+    def __init__(self, message: str, *, limit: float, amount: float) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.amount = amount
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # keyword-only arguments are not in ``args``: without this a pickled copy (Prefect hands task
+        # exceptions across its result layer) could not be rebuilt and would surface as another error
+        return (_rebuild_budget_exceeded, (str(self), self.limit, self.amount))
+
+
+def _rebuild_budget_exceeded(message: str, limit: float, amount: float) -> BudgetExceeded:
+    return BudgetExceeded(message, limit=limit, amount=amount)
 
 
 def is_transient(exc: BaseException) -> bool:

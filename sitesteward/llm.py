@@ -15,6 +15,14 @@ schema violation
 Crawled text goes into the prompt delimited and labelled as untrusted data. The output schema has no
 field that could approve, publish or choose the target page: the page URL comes from the request.
 The API key is read from settings at the call site and never logged or put in a result.
+
+Budgets (``llm_max_tokens_per_job``, ``llm_max_cost_usd_per_job``) are enforced on every call through a
+:class:`TokenBudget`: before the call the prompt is estimated conservatively (see :func:`estimate_tokens`)
+and the answer's ``max_completion_tokens`` is capped to what is left, so a call that fits is refused
+nothing; a call that cannot fit raises :class:`~sitesteward.errors.BudgetExceeded` without reaching the
+model. After the call the usage the server reported is checked again (an endpoint may count differently
+from our estimate). A job makes one successful model call per draft (the draft is checkpointed), so a
+budget held by one drafter is the job's budget; failed calls that reported no usage are not counted.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
+import math
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
@@ -33,6 +42,7 @@ from sitesteward.compare import ClaimCheck
 from sitesteward.draft import Drafter, DraftRequest, DraftResult, LLMUsage, OfflineDrafter
 from sitesteward.errors import (
     RETRY_HTTP_CODES,
+    BudgetExceeded,
     ConfigurationError,
     InvalidModelOutput,
     LLMRateLimited,
@@ -218,15 +228,21 @@ def translate_error(exc: openai.OpenAIError) -> StewardError:
     return ConfigurationError(f"model client error: {type(exc).__name__}")
 
 
-def cost_usd(
-    model: str, prompt_tokens: int, completion_tokens: int, prices: Mapping[str, tuple[float, float]]
-) -> float:
-    """Cost of one call from the price table (USD per million tokens); unknown model -> 0."""
+def price_for(model: str, prices: Mapping[str, tuple[float, float]]) -> tuple[float, float] | None:
+    """The (input, output) USD per million tokens of ``model``, or None when the table does not know it."""
     price = prices.get(model)
     if price is None:
         # dated snapshots ("gpt-4o-mini-2024-07-18") use their family's price
         family = max((name for name in prices if model.startswith(name + "-")), key=len, default=None)
         price = prices.get(family) if family else None
+    return price
+
+
+def cost_usd(
+    model: str, prompt_tokens: int, completion_tokens: int, prices: Mapping[str, tuple[float, float]]
+) -> float:
+    """Cost of one call from the price table (USD per million tokens); unknown model -> 0."""
+    price = price_for(model, prices)
     if price is None:
         return 0.0
     return round((prompt_tokens * price[0] + completion_tokens * price[1]) / 1_000_000, 8)
@@ -236,6 +252,106 @@ class _Answer(BaseModel):
     content: str
     prompt_tokens: int = 0
     completion_tokens: int = 0
+
+
+#: Characters per token assumed when estimating a prompt. Real tokenizers give ~4 for English prose;
+#: 3 over-estimates on purpose (markup, figures and non-English text tokenize worse), so a request the
+#: estimate lets through does not overspend on the prompt side.
+CHARS_PER_TOKEN = 3.0
+#: Tokens added per message for the chat framing (role markers), as OpenAI documents it.
+_TOKENS_PER_MESSAGE = 4
+#: An answer capped below this would be cut short anyway (a truncated draft is useless): refuse instead.
+MIN_ANSWER_TOKENS = 512
+
+
+def estimate_tokens(messages: list[dict[str, str]], schema: Mapping[str, Any] | None = None) -> int:
+    """A conservative estimate of a request's prompt tokens (messages plus the output schema sent along)."""
+    characters = sum(len(m.get("content", "")) + len(m.get("role", "")) for m in messages)
+    if schema is not None:
+        characters += len(json.dumps(schema, separators=(",", ":")))
+    return math.ceil(characters / CHARS_PER_TOKEN) + _TOKENS_PER_MESSAGE * len(messages)
+
+
+class TokenBudget:
+    """What one job may still spend on the model: tokens and USD, with a running total.
+
+    Args:
+        max_tokens: Tokens (prompt + answer) the job may spend.
+        max_cost_usd: USD the job may spend (0 with no known price means: not capped by cost).
+        model: The model the prices apply to.
+        prices: USD per million (input, output) tokens, by model (see :func:`cost_usd`).
+    """
+
+    def __init__(
+        self, max_tokens: int, max_cost_usd: float, model: str, prices: Mapping[str, tuple[float, float]]
+    ) -> None:
+        self.max_tokens = max_tokens
+        self.max_cost_usd = max_cost_usd
+        self.model = model
+        self.prices = dict(prices)
+        self.spent_tokens = 0
+        self.spent_usd = 0.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TokenBudget:
+        """The budget the settings give (``llm_max_*_per_job``; a configured price overrides the table)."""
+        prices = dict(DEFAULT_PRICES)
+        if settings.llm_price_per_million_tokens is not None:
+            prices[settings.llm_model] = settings.llm_price_per_million_tokens
+        return cls(
+            settings.llm_max_tokens_per_job, settings.llm_max_cost_usd_per_job, settings.llm_model, prices
+        )
+
+    def _price(self) -> tuple[float, float] | None:
+        return price_for(self.model, self.prices)
+
+    def answer_cap(self, prompt_tokens: int, wanted: int) -> int:
+        """How many answer tokens a call with ``prompt_tokens`` may ask for (at most ``wanted``).
+
+        Raises:
+            BudgetExceeded: the prompt plus a useful answer (``MIN_ANSWER_TOKENS``) does not fit.
+        """
+        left = self.max_tokens - self.spent_tokens - prompt_tokens
+        cap = min(wanted, left)
+        price = self._price()
+        if price is not None:
+            left_usd = self.max_cost_usd - self.spent_usd - prompt_tokens * price[0] / 1_000_000
+            if price[1] > 0:
+                cap = min(cap, math.floor(left_usd * 1_000_000 / price[1]))
+            elif left_usd < 0:
+                cap = -1
+        if cap < min(MIN_ANSWER_TOKENS, wanted):
+            estimate = self.spent_tokens + prompt_tokens + min(MIN_ANSWER_TOKENS, wanted)
+            raise BudgetExceeded(
+                f"the model call would exceed the job's budget: about {prompt_tokens} prompt tokens plus an "
+                f"answer do not fit in {self.max_tokens} tokens / ${self.max_cost_usd:.4f} "
+                f"(already spent {self.spent_tokens} tokens, ${self.spent_usd:.4f})",
+                limit=self.max_tokens,
+                amount=estimate,
+            )
+        return cap
+
+    def charge(self, prompt_tokens: int, completion_tokens: int) -> None:
+        """Add a call's reported usage to the total.
+
+        Raises:
+            BudgetExceeded: the reported usage took the job over its token or cost budget.
+        """
+        self.spent_tokens += prompt_tokens + completion_tokens
+        self.spent_usd += cost_usd(self.model, prompt_tokens, completion_tokens, self.prices)
+        if self.spent_tokens > self.max_tokens:
+            raise BudgetExceeded(
+                f"the model reported {prompt_tokens + completion_tokens} tokens: the job spent "
+                f"{self.spent_tokens} of its {self.max_tokens}-token budget",
+                limit=self.max_tokens,
+                amount=self.spent_tokens,
+            )
+        if self._price() is not None and self.spent_usd > self.max_cost_usd:
+            raise BudgetExceeded(
+                f"the model call cost ${self.spent_usd:.4f}: over the job's ${self.max_cost_usd:.4f} budget",
+                limit=self.max_cost_usd,
+                amount=self.spent_usd,
+            )
 
 
 class StructuredCaller:
@@ -249,28 +365,39 @@ class StructuredCaller:
         api: Literal["chat", "responses"] = "chat",
         max_output_tokens: int = 4000,
         timeout: float | None = 120.0,
+        budget: TokenBudget | None = None,
     ) -> None:
         self.client = client
         self.model = model
         self.api = api
         self.max_output_tokens = max_output_tokens
         self.timeout = timeout
+        self.budget = budget
 
     def call(self, messages: list[dict[str, str]], schema_name: str, output: type[BaseModel]) -> _Answer:
         """Send the messages and return the raw JSON text plus token counts.
 
         Raises:
+            BudgetExceeded: the call would not fit the budget (no request is sent), or its reported
+                usage went over it.
             LLMRateLimited, TransientError, ConfigurationError, InvalidModelOutput: see the module docstring.
         """
         schema = strict_schema(output)
+        limit = self.max_output_tokens
+        if self.budget is not None:
+            limit = self.budget.answer_cap(estimate_tokens(messages, schema), self.max_output_tokens)
         try:
             if self.api == "responses":
-                return self._responses(messages, schema_name, schema)
-            return self._chat(messages, schema_name, schema)
+                answer = self._responses(messages, schema_name, schema, limit)
+            else:
+                answer = self._chat(messages, schema_name, schema, limit)
         except openai.OpenAIError as exc:
             raise translate_error(exc) from exc
+        if self.budget is not None:
+            self.budget.charge(answer.prompt_tokens, answer.completion_tokens)
+        return answer
 
-    def _chat(self, messages: list[dict[str, str]], name: str, schema: dict[str, Any]) -> _Answer:
+    def _chat(self, messages: list[dict[str, str]], name: str, schema: dict[str, Any], limit: int) -> _Answer:
         response = self.client.chat.completions.create(
             model=self.model,
             messages=cast("list[ChatCompletionMessageParam]", messages),
@@ -279,7 +406,7 @@ class StructuredCaller:
                 {"type": "json_schema", "json_schema": {"name": name, "strict": True, "schema": schema}},
             ),
             temperature=0,
-            max_completion_tokens=self.max_output_tokens,
+            max_completion_tokens=limit,
             timeout=self.timeout,
         )
         if not response.choices:
@@ -298,13 +425,15 @@ class StructuredCaller:
             completion_tokens=usage.completion_tokens if usage else 0,
         )
 
-    def _responses(self, messages: list[dict[str, str]], name: str, schema: dict[str, Any]) -> _Answer:
+    def _responses(
+        self, messages: list[dict[str, str]], name: str, schema: dict[str, Any], limit: int
+    ) -> _Answer:
         response = self.client.responses.create(
             model=self.model,
             input=cast("ResponseInputParam", messages),
             text={"format": {"type": "json_schema", "name": name, "schema": schema, "strict": True}},
             temperature=0,
-            max_output_tokens=self.max_output_tokens,
+            max_output_tokens=limit,
             timeout=self.timeout,
         )
         for item in response.output:
@@ -346,8 +475,9 @@ class LLMDrafter:
         prices: Mapping[str, tuple[float, float]] | None = None,
         api: Literal["chat", "responses"] = "chat",
         timeout: float | None = 120.0,
+        budget: TokenBudget | None = None,
     ) -> None:
-        self._caller = StructuredCaller(client, model, api=api, timeout=timeout)
+        self._caller = StructuredCaller(client, model, api=api, timeout=timeout, budget=budget)
         self._model = model
         self._prompt_version = prompt_version
         self._prices = dict(DEFAULT_PRICES if prices is None else prices)
@@ -371,6 +501,8 @@ class LLMDrafter:
             TransientError: timeouts, connection errors, other 5xx.
             InvalidModelOutput: refusal, truncated or malformed answer, schema violation.
             ConfigurationError: the endpoint refused the request (key, model, URL).
+            BudgetExceeded: the job's token or cost budget does not allow the call, or the call's
+                reported usage overspent it (the answer is then not used).
         """
         answer = self._caller.call(build_messages(request), "page_refresh_draft", LLMDraftOutput)
         output = _parse(LLMDraftOutput, answer.content)
@@ -452,10 +584,11 @@ def judge_claim(
     )
 
 
-def build_client(settings: Settings, *, timeout: float = 120.0) -> openai.OpenAI | None:
+def build_client(settings: Settings, *, timeout: float | None = None) -> openai.OpenAI | None:
     """An openai client for the configured endpoint (``max_retries=0``), or None when no key is set.
 
-    The key is read here, at the call site, and handed only to the client.
+    The key is read here, at the call site, and handed only to the client. ``timeout`` defaults to
+    ``settings.llm_timeout_seconds``.
     """
     if settings.llm_api_key is None or not settings.llm_api_key.get_secret_value():
         return None
@@ -463,14 +596,25 @@ def build_client(settings: Settings, *, timeout: float = 120.0) -> openai.OpenAI
         api_key=settings.llm_api_key.get_secret_value(),
         base_url=settings.llm_base_url,
         max_retries=0,
-        timeout=timeout,
+        timeout=settings.llm_timeout_seconds if timeout is None else timeout,
     )
 
 
 def select_drafter(settings: Settings, client: openai.OpenAI | None = None) -> Drafter:
-    """The LLM drafter when a client is given or a key is configured, else the offline drafter."""
+    """The LLM drafter when a client is given or a key is configured, else the offline drafter.
+
+    The drafter carries the job's budget (``llm_max_tokens_per_job``, ``llm_max_cost_usd_per_job``) and
+    the per-request timeout from ``settings``.
+    """
     client = client if client is not None else build_client(settings)
     if client is None:
         logger.info("no LLM key configured: using the offline drafter")
         return OfflineDrafter()
-    return LLMDrafter(client, settings.llm_model)
+    budget = TokenBudget.from_settings(settings)
+    return LLMDrafter(
+        client,
+        settings.llm_model,
+        prices=budget.prices,
+        timeout=settings.llm_timeout_seconds,
+        budget=budget,
+    )

@@ -21,8 +21,9 @@ from sitesteward.settings import get_settings
 #: Bump when a task's output model or logic changes, so old cached results are not reused.
 CODE_VERSION = "2026-11-29.1"
 
-#: Backoff between task retries (seconds); jitter is added by Prefect.
-RETRY_DELAYS: list[float] = [2.0, 10.0, 30.0]
+#: Backoff between task retries (seconds); jitter is added by Prefect. ``retry_delay_scale`` shrinks it in
+#: tests (read once, when the tasks are defined).
+RETRY_DELAYS: list[float] = [delay * get_settings().retry_delay_scale for delay in (2.0, 10.0, 30.0)]
 
 
 def retry_only_transient(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:

@@ -1,4 +1,9 @@
-"""The crawl as one task: the async crawler does its own per-URL retries, politeness and caps."""
+"""Crawl tasks: the whole crawl as one task, or the pieces of a sharded crawl (discovery, one shard).
+
+The async crawler does its own per-URL retries, politeness and caps, so none of these is retried by
+Prefect: a crawl that failed as a whole (bad configuration, Redis gone) will not succeed on a second try
+within the same run.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ import re
 from prefect import task
 
 from sitesteward.crawl import CrawlStore, crawl_site
+from sitesteward.crawl.limits import HostLimitSpec
+from sitesteward.crawl.shard import PinnedSiteStore, crawl_limited, discovery_config
 from sitesteward.models import CrawlConfig, CrawlResult
 from sitesteward.settings import get_settings
 from tasks.progress import ProgressReporter
@@ -19,14 +26,46 @@ def _artifact_key(site: str) -> str:
 
 
 @task(name="crawl_pages", retries=0, persist_result=False, log_prints=False)
-def crawl_pages(config: CrawlConfig) -> CrawlResult:
+def crawl_pages(config: CrawlConfig, limit: HostLimitSpec | None = None) -> CrawlResult:
     """Crawl the site (spider, sitemaps, link checks) with conditional requests against the store.
 
-    Not retried by Prefect: the crawler retries transient failures per URL, and a crawl that failed
-    as a whole (bad configuration) will not succeed on a second try.
+    Args:
+        config: The crawl.
+        limit: A per-host limit shared with other workers (None: this process's politeness only).
     """
     settings = get_settings()
     reporter = ProgressReporter(_artifact_key(config.start_urls[0]))
     with CrawlStore(settings.crawl_store_path) as store:
         # The task is sync so any flow (sync or async) can call it; the crawler runs its own loop.
-        return asyncio.run(crawl_site(config, store=store, on_progress=reporter))
+        if limit is None or limit.backend == "local":
+            return asyncio.run(crawl_site(config, store=store, on_progress=reporter))
+        return asyncio.run(crawl_limited(config, store=store, limit=limit, on_progress=reporter))
+
+
+@task(name="discover_site", retries=0, persist_result=False, log_prints=False)
+def discover_site(config: CrawlConfig, limit: HostLimitSpec | None = None) -> CrawlResult:
+    """Read robots.txt and the sitemaps of the site (no page): the seed of a sharded crawl."""
+    return asyncio.run(crawl_limited(discovery_config(config), limit=limit))
+
+
+@task(
+    name="crawl_shard",
+    retries=0,
+    persist_result=False,
+    log_prints=False,
+    task_run_name="crawl_shard-{index}",
+)
+def crawl_shard(
+    config: CrawlConfig, site: str, index: int, limit: HostLimitSpec | None = None
+) -> CrawlResult:
+    """Crawl one shard's URLs (list mode) and save their snapshots under the site's store key.
+
+    Args:
+        config: The shard's crawl (:func:`sitesteward.crawl.shard.shard_config`).
+        site: The site's store key (its first start URL's host).
+        index: The shard's number in its round (names the run and the progress artifact).
+        limit: The per-host limit shared by all shards.
+    """
+    reporter = ProgressReporter(f"{_artifact_key(site)}-shard-{index}"[:100])
+    with PinnedSiteStore(get_settings().crawl_store_path, site) as store:
+        return asyncio.run(crawl_limited(config, store=store, limit=limit, on_progress=reporter))

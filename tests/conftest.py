@@ -15,9 +15,24 @@ from pathlib import Path
 import pytest
 
 from sitesteward.settings import get_settings
+from tests.durability.scenarios import REGENERATE, ScenarioPlugin
 
 POSTGRES_HOST, POSTGRES_PORT = "127.0.0.1", 5432
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--write-scenarios",
+        action="store_true",
+        dest="write_scenarios",
+        help=f"rewrite README.md's scenario table at the end of the session (full table: {REGENERATE})",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The scenario table plugin (tests/durability/scenarios.py): outcomes of @pytest.mark.scenario tests.
+    config.pluginmanager.register(ScenarioPlugin(config), "sitesteward-scenarios")
 
 
 def _require_services() -> bool:

@@ -76,6 +76,8 @@ class RecordedRequest:
     headers: dict[str, str]
     body: dict[str, Any]
     raw: str
+    #: When the request arrived (``time.monotonic()``), so tests can check the spacing of retries.
+    at: float = field(default_factory=time.monotonic)
 
 
 class FakeLLMServer:

@@ -153,6 +153,7 @@ class _Crawl:
         self.queue: asyncio.Queue[tuple[str, int]] = asyncio.Queue()
         self.external_queue: asyncio.Queue[str] = asyncio.Queue()
         self.seen: set[str] = set()
+        self.too_deep: set[str] = set()
         self.seen_cap = max(100_000, config.max_pages * 20)
         self.external_seen: set[str] = set()
         self.in_sitemap: set[str] = set()
@@ -183,13 +184,19 @@ class _Crawl:
         """Admit a normalised internal URL to the frontier, or count it as out of budget."""
         if url in self.seen:
             return
+        if depth > self.config.max_depth:
+            # Not marked seen: workers finish out of order, so a shorter path may still reach it.
+            if url not in self.too_deep and len(self.too_deep) < self.seen_cap:
+                self.too_deep.add(url)
+                self.counters.out_of_budget += 1
+            return
         if len(self.seen) >= self.seen_cap:
             self.counters.out_of_budget += 1
             return
         self.seen.add(url)
         if not self.scope.accepts(url):
             return
-        if depth > self.config.max_depth or self.counters.enqueued >= self.config.max_pages:
+        if self.counters.enqueued >= self.config.max_pages:
             self.counters.out_of_budget += 1
             return
         policy = await self.robots.policy(url)

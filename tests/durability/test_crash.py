@@ -23,6 +23,14 @@ def _matrix() -> list[object]:
     ]
 
 
+@pytest.mark.scenario(
+    name="kill matrix: SIGKILL at every step boundary (after the lease, each step's task and commit, the "
+    "page-source checkpoint, the approval request, before/after the publish intent and write, before and "
+    "after verification; the UI decision point is covered by tests/integration/test_deploy.py)",
+    faults="one SIGKILL of the worker process per run at the named fault point, then re-runs",
+    checks="ends monitoring like the uninterrupted run; one applied edit for the approved draft hash; "
+    "approved < written <= verified; one approval request; one model call; evidence chain intact",
+)
 @pytest.mark.parametrize("point", _matrix())
 def test_kill_at_a_step_boundary_then_rerun(scenario: Scenario, point: str) -> None:
     before_review = point in BEFORE_REVIEW
@@ -36,6 +44,11 @@ def test_kill_at_a_step_boundary_then_rerun(scenario: Scenario, point: str) -> N
     scenario.check_invariants()
 
 
+@pytest.mark.scenario(
+    name="uninterrupted run (the reference end state)",
+    faults="none",
+    checks="one run parks at review, one more ends monitoring; every invariant holds",
+)
 def test_uninterrupted_run_for_reference(scenario: Scenario) -> None:
     scenario.run_until(JobState.awaiting_review, None)
     assert scenario.runs == [(None, 0)]  # one run parks the job for review

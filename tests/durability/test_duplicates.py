@@ -28,6 +28,11 @@ with Ledger.open() as ledger:
 """
 
 
+@pytest.mark.scenario(
+    name="20 processes submit the same job at once",
+    faults="concurrent duplicate submissions (separate processes, one ledger)",
+    checks="one job id for all 20, one job in the ledger",
+)
 def test_twenty_concurrent_submissions_make_one_job(scenario: Scenario) -> None:
     page = f"{scenario.site.base_url}/why-static/"
     args = [sys.executable, "-c", SUBMIT, page, str(scenario.root), scenario.site.base_url + "/"]
@@ -43,6 +48,11 @@ def test_twenty_concurrent_submissions_make_one_job(scenario: Scenario) -> None:
         assert [job.job_id for job in ledger.list_jobs(site="crash")] == [scenario.job_id]
 
 
+@pytest.mark.scenario(
+    name="3 workers run the same job at once, before and after approval",
+    faults="concurrent worker processes, lease contention",
+    checks="one model call, one review request, one applied edit; ends monitoring; every invariant holds",
+)
 def test_concurrent_workers_on_one_job_draft_once_and_publish_once(scenario: Scenario) -> None:
     with ThreadPoolExecutor(max_workers=3) as pool:
         codes = list(pool.map(lambda _: scenario.run_worker(None), range(3)))

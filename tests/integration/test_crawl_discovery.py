@@ -169,3 +169,16 @@ def test_streaming_pages_without_collecting_them(server: ScriptedServer) -> None
     assert result.pages == []
     assert len(streamed) == 60 and len({page.url for page in streamed}) == 60
     assert all(page.data is not None and page.data.main_text for page in streamed)
+
+
+def test_a_page_first_seen_too_deep_is_still_crawled_through_a_shorter_path(server: ScriptedServer) -> None:
+    # /a → /b → /x reaches /x at depth 3 (too deep) while /slow, which links to /x at depth 2, is
+    # still answering: the crawl must not forget /x because the long path got there first.
+    server.page("/", '<a href="/slow">slow</a> <a href="/a">a</a>')
+    server.page("/slow", '<a href="/x">x</a>', delay=0.8)
+    server.page("/a", '<a href="/b">b</a>')
+    server.page("/b", '<a href="/x">x</a>')
+    server.page("/x", "<p>two links away from home</p>")
+    result = run(crawl_site(quick_config(server.url("/"), max_depth=2)))
+    assert _paths(result, server) == {"/", "/slow", "/a", "/b", "/x"}
+    assert server.hits("/x") == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from sitesteward.crawl import AddressGuard, build_client, crawl_site
 from sitesteward.crawl.fetch import Fetcher
@@ -12,6 +13,11 @@ from tests.integration.conftest import quick_config, run, stub_resolver
 from tests.server import ScriptedServer
 
 
+@pytest.mark.scenario(
+    name="SSRF: a loopback start URL with allow_private off",
+    faults="crawl target on 127.0.0.1",
+    checks="address_refused recorded, zero requests reach the server; allowed when allow_private is on",
+)
 def test_loopback_refused_unless_allowed(server: ScriptedServer) -> None:
     server.page("/", "<p>hi</p>")
     refused = run(crawl_site(quick_config(server.url("/"), allow_private=False)))
@@ -31,6 +37,11 @@ def test_settings_default_applies_when_config_leaves_it_unset(server: ScriptedSe
     assert result.pages[0].error == FetchError.address_refused and server.requests == []
 
 
+@pytest.mark.scenario(
+    name="SSRF: DNS rebinding (connections pinned to the checked address)",
+    faults="stub DNS for a name that is not in real DNS",
+    checks="each name resolved once; every connection goes to the address the guard checked",
+)
 def test_stub_resolver_pins_the_connection(server: ScriptedServer) -> None:
     # site.test is not in real DNS: pages load only if the connection goes where the guard resolved.
     server.page("/", '<a href="/a">a</a> <a href="/b">b</a>', host="site.test")
@@ -52,6 +63,11 @@ class _OnlyTrusted(AddressGuard):
         return await super()._resolve_and_check(host, port)
 
 
+@pytest.mark.scenario(
+    name="SSRF: redirects from an allowed host to private, decimal, IPv4-mapped, metadata and octal targets",
+    faults="redirect hops to forbidden addresses",
+    checks="address_refused (octal: invalid_url) after one hop; the private target never requested",
+)
 def test_guard_is_rechecked_on_every_redirect_hop(server: ScriptedServer) -> None:
     targets = {
         "/to-private": "http://intranet.test:{port}/admin",
@@ -83,6 +99,11 @@ def test_guard_is_rechecked_on_every_redirect_hop(server: ScriptedServer) -> Non
     assert server.hits("/to-octal") == 1
 
 
+@pytest.mark.scenario(
+    name="SSRF: odd spellings of loopback as start URLs (decimal, octal, hex, 127.1, IPv4-mapped)",
+    faults="start URLs spelling 127.0.0.1 five ways",
+    checks="each one address_refused; zero requests reach the server",
+)
 def test_odd_spellings_of_loopback_are_refused_as_start_urls(server: ScriptedServer) -> None:
     server.page("/", "<p>hi</p>")
     port = server.port
@@ -98,6 +119,11 @@ def test_odd_spellings_of_loopback_are_refused_as_start_urls(server: ScriptedSer
     assert server.requests == []
 
 
+@pytest.mark.scenario(
+    name="SSRF: a caller-supplied HTTP client",
+    faults="an unguarded httpx client passed to crawl_site",
+    checks="the guard still refuses loopback; zero requests reach the server",
+)
 def test_user_supplied_client_still_guarded(server: ScriptedServer) -> None:
     server.page("/", "<p>hi</p>")
 

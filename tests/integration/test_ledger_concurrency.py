@@ -9,6 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any, TypeVar
 
+import pytest
+
 from sitesteward.errors import StaleVersion
 from sitesteward.ledger import (
     ApprovalRefused,
@@ -42,6 +44,11 @@ def race(count: int, work: Callable[[int], T]) -> list[T | BaseException]:
         return list(pool.map(run, range(count)))
 
 
+@pytest.mark.scenario(
+    name="20 threads submit the same job at once (SQLite and PostgreSQL)",
+    faults="concurrent duplicate submissions",
+    checks="exactly one created, one job id, one job",
+)
 def test_twenty_threads_submitting_the_same_job_make_one(ledger: Ledger) -> None:
     results = race(20, lambda _: ledger.submit_job(SITE, URL, goal="g", trigger="t"))
     submissions = [r for r in results if not isinstance(r, BaseException)]
@@ -51,6 +58,11 @@ def test_twenty_threads_submitting_the_same_job_make_one(ledger: Ledger) -> None
     assert len(ledger.list_jobs()) == 1
 
 
+@pytest.mark.scenario(
+    name="20 threads submit the same page with different triggers",
+    faults="concurrent submissions",
+    checks="one live job per page",
+)
 def test_twenty_threads_with_different_triggers_leave_one_live_job(ledger: Ledger) -> None:
     results = race(20, lambda i: ledger.submit_job(SITE, URL, goal="g", trigger=f"t{i}"))
     submissions = [r for r in results if not isinstance(r, BaseException)]
@@ -68,6 +80,11 @@ def _submit_in_process(url: str, barrier: Any, results: Any) -> None:
         results.put((submission.job.job_id, submission.created))
 
 
+@pytest.mark.scenario(
+    name="20 processes submit the same job to a fresh database",
+    faults="concurrent submissions and schema migrations from separate processes",
+    checks="exactly one created, one job, schema version 1",
+)
 def test_twenty_processes_submitting_the_same_job_make_one(ledger_url: str) -> None:
     # forkserver: children fork from one clean server that imported the ledger once (spawn would pay the
     # imports 20 times; fork would copy pytest's threads and open connections).
@@ -98,6 +115,11 @@ def _job_awaiting_review(ledger: Ledger, draft: str) -> str:
     return shared.advance_to(ledger, job, JobState.awaiting_review, draft=draft).job_id
 
 
+@pytest.mark.scenario(
+    name="10 identical approvals at once",
+    faults="concurrent duplicate decisions",
+    checks="one decision recorded, one approval evidence record, the draft approved",
+)
 def test_ten_identical_approvals_make_one_decision(ledger: Ledger) -> None:
     job_id = _job_awaiting_review(ledger, shared.DRAFT_A)
     results = race(
@@ -112,6 +134,11 @@ def test_ten_identical_approvals_make_one_decision(ledger: Ledger) -> None:
     assert ledger.is_approved(job_id, shared.DRAFT_A)
 
 
+@pytest.mark.scenario(
+    name="approve/reject race (5 approvals, 5 rejections at once)",
+    faults="concurrent conflicting decisions",
+    checks="the first decision wins; every other is refused (ApprovalRefused); one evidence record",
+)
 def test_approve_reject_race_has_exactly_one_winner(ledger: Ledger) -> None:
     job_id = _job_awaiting_review(ledger, shared.DRAFT_A)
     decisions = [Decision.approve, Decision.reject] * 5
@@ -129,6 +156,11 @@ def test_approve_reject_race_has_exactly_one_winner(ledger: Ledger) -> None:
     assert len(ledger.evidence(job_id, "approval")) == 1
 
 
+@pytest.mark.scenario(
+    name="10 workers take the same lease at once",
+    faults="lease contention",
+    checks="one fencing token granted, the other nine get LeaseHeld",
+)
 def test_one_lease_among_ten_workers(ledger: Ledger) -> None:
     job = ledger.submit_job(SITE, URL, goal="g", trigger="t").job
     results = race(10, lambda i: ledger.acquire_lease(job.job_id, f"w{i}", timedelta(minutes=1)))
@@ -139,6 +171,11 @@ def test_one_lease_among_ten_workers(ledger: Ledger) -> None:
     assert ledger.get_job(job.job_id).lease_owner == f"w{winner}"
 
 
+@pytest.mark.scenario(
+    name="10 writers update the same job version at once",
+    faults="concurrent compare-and-set",
+    checks="one write wins, nine get StaleVersion, version + 1",
+)
 def test_compare_and_set_has_one_winner(ledger: Ledger) -> None:
     job = ledger.submit_job(SITE, URL, goal="g", trigger="t").job
     results = race(10, lambda i: ledger.update_job(job.job_id, expected_version=1, current_step=f"s{i}"))
@@ -148,6 +185,11 @@ def test_compare_and_set_has_one_winner(ledger: Ledger) -> None:
     assert ledger.get_job(job.job_id).version == 2
 
 
+@pytest.mark.scenario(
+    name="10 evidence records appended at once",
+    faults="concurrent appends to one hash chain",
+    checks="one linear chain of 10 records that verifies",
+)
 def test_concurrent_evidence_keeps_one_linear_chain(ledger: Ledger) -> None:
     job = ledger.submit_job(SITE, URL, goal="g", trigger="t").job
     results = race(10, lambda i: ledger.append_evidence(job.job_id, "check", {"n": i}, check=str(i)))

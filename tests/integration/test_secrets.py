@@ -29,6 +29,12 @@ def _files_containing(root: Path, needle: bytes) -> list[Path]:
     return [p for p in root.rglob("*") if p.is_file() and needle in p.read_bytes()]
 
 
+@pytest.mark.scenario(
+    name="a canary API key through a whole refresh",
+    faults="a secret in the environment",
+    checks="used only in the model's Authorization header; absent from request bodies, the data "
+    "directory (ledger, store, results, reports), Prefect's database, logs, parameters and artifacts",
+)
 def test_the_api_key_reaches_no_sink(demo: Demo, monkeypatch: pytest.MonkeyPatch) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import LogFilter

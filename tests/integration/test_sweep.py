@@ -36,6 +36,12 @@ def _plan_one(demo: Demo) -> str:
         return ledger.submit_job("sweep", page, goal="t", trigger="t", inputs=inputs).job.job_id
 
 
+@pytest.mark.scenario(
+    name="nobody answers the approval",
+    faults="approval deadline passes",
+    checks="the sweeper expires it (approval_expired, stop reason, policy triage note); nothing published; "
+    "a late run does nothing",
+)
 def test_an_unanswered_approval_expires_and_nothing_is_published(demo: Demo) -> None:
     job_id = _plan_one(demo)
     before = (demo.root / "why-static.md").read_text()
@@ -54,6 +60,11 @@ def test_an_unanswered_approval_expires_and_nothing_is_published(demo: Demo) -> 
     assert (demo.root / "why-static.md").read_text() == before
 
 
+@pytest.mark.scenario(
+    name="a job whose worker died holding the lease",
+    faults="a dead worker's unexpired, then expired lease",
+    checks="nobody works the job while the lease holds; sweep_jobs then resumes it from its checkpoint",
+)
 def test_a_job_whose_worker_died_is_resumed_by_the_sweeper(demo: Demo) -> None:
     job_id = _plan_one(demo)
     with Ledger.open(get_settings().ledger_url) as ledger:
@@ -66,6 +77,11 @@ def test_a_job_whose_worker_died_is_resumed_by_the_sweeper(demo: Demo) -> None:
     assert summary.restarted[0].state == "awaiting_review"
 
 
+@pytest.mark.scenario(
+    name="two sweepers at once",
+    faults="concurrent sweeps",
+    checks="each overdue approval expired exactly once",
+)
 def test_two_sweepers_at_once_expire_each_job_once(demo: Demo) -> None:
     job_id = _plan_one(demo)
     refresh_page(RefreshParams(job_id=job_id, approval_hours=0.0003))
