@@ -173,6 +173,22 @@ def build_client(
     )
 
 
+#: An unread body this small is read and dropped, so its keep-alive connection goes back to the pool
+#: (a response closed before its end closes the connection: a re-crawl of 304s paid a TCP connect each).
+_DISCARD_BYTES = 64 * 1024
+
+
+async def _discard(response: httpx.Response) -> None:
+    read = 0
+    try:
+        async for raw in response.aiter_raw():
+            read += len(raw)
+            if read > _DISCARD_BYTES:
+                return  # too big to be worth it: the connection is closed instead
+    except httpx.HTTPError:
+        return
+
+
 class Fetcher:
     """Fetch URLs politely and safely with one shared client.
 
@@ -412,9 +428,11 @@ class Fetcher:
         answer = _Answer(response.status_code, response.headers)
         status = response.status_code
         if body == "none" or status in REDIRECT_STATUSES or status == 304 or status >= 400:
+            await _discard(response)
             return answer
         content_type = response.headers.get("content-type")
         if body == "html" and content_type is not None and not is_html_type(content_type):
+            await _discard(response)
             answer.error, answer.detail = FetchError.not_html, f"content type {content_type}"
             return answer
         declared = response.headers.get("content-length", "")
