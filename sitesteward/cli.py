@@ -146,7 +146,15 @@ def _print_audit(summary: Any) -> None:
 
 @app.command()
 def audit(
-    url: Annotated[str, typer.Argument(help="Start URL of the site to audit.")],
+    url: Annotated[
+        str | None, typer.Argument(help="Start URL of the site to audit (or give --site-block).")
+    ] = None,
+    site_block: Annotated[
+        str | None,
+        typer.Option(
+            help="A SiteConfig block name: the crawl and thresholds come from it (crawl options ignored)."
+        ),
+    ] = None,
     report: Annotated[Path | None, typer.Option(help="Write the JSON report here.")] = None,
     csv: Annotated[Path | None, typer.Option(help="Write the findings as CSV here.")] = None,
     max_pages: Annotated[int, typer.Option(min=1, help="Fetch at most this many pages.")] = 10_000,
@@ -167,16 +175,21 @@ def audit(
     _quiet_prefect(verbose)
     from flows.audit_site import AuditParams
 
-    config = _crawl_config(
-        url,
-        max_pages=max_pages,
-        allow_private=allow_private,
-        concurrency=concurrency,
-        list_mode=list_mode,
-        check_external=check_external,
-    )
+    if (url is None) == (site_block is None):
+        raise _fail("give a start URL or --site-block NAME (one of the two)")
+    config = None
+    if url is not None:
+        config = _crawl_config(
+            url,
+            max_pages=max_pages,
+            allow_private=allow_private,
+            concurrency=concurrency,
+            list_mode=list_mode,
+            check_external=check_external,
+        )
     params = AuditParams(
         crawl=config,
+        site_block=site_block,
         report_json=str(report) if report else None,
         report_csv=str(csv) if csv else None,
     )
