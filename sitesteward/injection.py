@@ -32,8 +32,9 @@ _PHRASES: list[tuple[str, re.Pattern[str]]] = [
     (
         "asks for secrets",
         re.compile(
-            r"\b(print|reveal|show|output|send|leak|tell|give)\b.{0,40}\b(api[ _-]?keys?|secrets?|passwords?|"
-            r"credentials?|tokens?|system prompt|environment variables?)\b",
+            # "_" too: an environment variable such as OPENAI_API_KEY or SITESTEWARD_LLM_API_KEY
+            r"\b(print|reveal|show|output|send|leak|tell|give)\b.{0,40}(?:\b|_)(api[ _-]?keys?|secrets?|"
+            r"passwords?|credentials?|tokens?|system prompt|environment variables?)\b",
             re.I | re.S,
         ),
     ),
@@ -46,6 +47,14 @@ _PHRASES: list[tuple[str, re.Pattern[str]]] = [
             r"new instructions\s*:|system prompt\s*:|"
             r"<\|im_start\|>|\[INST\]|### (system|instruction))",
             re.I,
+        ),
+    ),
+    (
+        "claims an approval was given",
+        re.compile(
+            r"\balready\s+(been\s+)?(pre-?)?(approved|authori[sz]ed|signed off)\b|\bpre-?approved\b|"
+            r"\breviewer\b.{0,30}\b(approved|agreed|signed off)\b",
+            re.I | re.S,
         ),
     ),
     (
