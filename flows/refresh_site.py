@@ -1,15 +1,27 @@
-"""``refresh_site``: audit, plan refresh jobs for the pages that need one (bounded), run them."""
+"""``refresh_site``: audit, plan refresh jobs for the pages that need one (bounded), run them.
+
+Three ways to run the planned jobs, by ``approval`` and ``batch_size``:
+
+- ``park`` (default): one ``refresh_page`` subflow per job, in this run, one after another;
+- ``park`` with ``batch_size``: batches of jobs, each started as a run of the ``refresh-batch``
+  deployment, so the workers of the pool share them (the scale-out path: one process per batch, not per
+  page);
+- ``suspend``: one run of the ``refresh-page`` deployment per job, each waiting in the Prefect UI.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Self
 
 from prefect import flow, get_run_logger
 from prefect.deployments import run_deployment
-from pydantic import BaseModel, ConfigDict, Field
+from prefect.runtime import flow_run
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from flows.audit_site import AuditParams, audit_site
+from flows.audit_site import AuditParams, audit_site, resolve_site
+from flows.refresh_batch import RefreshBatchParams
 from flows.refresh_page import JobOutcome, RefreshParams, refresh_page
+from tasks.common import stable_hash
 from tasks.jobs import plan_jobs
 
 
@@ -33,6 +45,31 @@ class RefreshSiteParams(BaseModel):
         default="refresh_page/refresh-page", description="The refresh_page deployment used with suspend."
     )
     max_links: int = Field(default=2, ge=0, le=10, description="Internal links suggested per page.")
+    batch_size: int | None = Field(
+        default=None,
+        ge=1,
+        le=1000,
+        description=(
+            "park only: start the jobs as runs of the refresh-batch deployment, this many jobs per run, "
+            "for the pool's workers to share (unset: run them in this run, one after another)."
+        ),
+    )
+    batch_deployment: str = Field(
+        default="refresh_batch/refresh-batch", description="The refresh_batch deployment (batch_size)."
+    )
+    batch_concurrency: int = Field(default=4, ge=1, le=32, description="Jobs a batch runs at the same time.")
+    lease_seconds: float = Field(
+        default=900,
+        ge=1,
+        le=86_400,
+        description="Each job's lease per step: a dead worker's jobs are free for the sweeper after it.",
+    )
+
+    @model_validator(mode="after")
+    def _batches_park(self) -> Self:
+        if self.batch_size is not None and self.approval != "park":
+            raise ValueError("batch_size needs approval='park' (a batch's jobs wait for review parked)")
+        return self
 
 
 class RefreshSiteSummary(BaseModel):
@@ -56,6 +93,38 @@ def _start_job_run(deployment: str, job_id: str) -> JobOutcome:
     return JobOutcome(job_id=job_id, state="submitted", next_action=f"flow run {run.id}")
 
 
+def _start_batch_runs(params: RefreshSiteParams, job_ids: list[str]) -> list[JobOutcome]:
+    """Start one run of the refresh-batch deployment per ``batch_size`` jobs; the pool's workers share them.
+
+    Each run gets an idempotency key from this run and its jobs, so a retried ``refresh_site`` run does
+    not start the same batch twice (and if it did, the jobs' leases would let one runner through).
+    """
+    assert params.batch_size is not None
+    size = params.batch_size
+    batches = [job_ids[start : start + size] for start in range(0, len(job_ids), size)]
+    outcomes: list[JobOutcome] = []
+    for number, batch in enumerate(batches, start=1):
+        batch_params = RefreshBatchParams(
+            job_ids=batch, concurrency=params.batch_concurrency, lease_seconds=params.lease_seconds
+        )
+        run = run_deployment(
+            name=params.batch_deployment,
+            parameters={"params": batch_params.model_dump(mode="json")},
+            timeout=0,
+            as_subflow=False,
+            idempotency_key=f"refresh-batch:{flow_run.get_id()}:{stable_hash(batch)[:32]}",
+        )
+        outcomes += [
+            JobOutcome(
+                job_id=job_id,
+                state="submitted",
+                next_action=f"flow run {run.id} (batch {number} of {len(batches)})",
+            )
+            for job_id in batch
+        ]
+    return outcomes
+
+
 @flow(name="refresh_site", persist_result=False)
 def refresh_site(params: RefreshSiteParams) -> RefreshSiteSummary:
     """Audit the site and run a refresh job per page that needs one, at most ``budget`` per run.
@@ -63,7 +132,8 @@ def refresh_site(params: RefreshSiteParams) -> RefreshSiteSummary:
     Needs: what ``audit_site`` and ``refresh_page`` need (network reach, the ledger, the content root).
     """
     summary = audit_site(params.audit)
-    base_url = params.audit.crawl.start_urls[0]
+    crawl = resolve_site(params.audit).crawl  # inline values, or the SiteConfig block the audit named
+    base_url = crawl.start_urls[0]
     job_ids = plan_jobs(
         params.site_id,
         base_url,
@@ -71,7 +141,7 @@ def refresh_site(params: RefreshSiteParams) -> RefreshSiteSummary:
         summary.refresh_needed,
         summary.findings,
         params.budget,
-        bool(params.audit.crawl.allow_private),
+        bool(crawl.allow_private),
         params.max_links,
     )
     get_run_logger().info(
@@ -79,9 +149,14 @@ def refresh_site(params: RefreshSiteParams) -> RefreshSiteSummary:
     )
     if params.approval == "suspend":
         outcomes = [_start_job_run(params.page_deployment, job_id) for job_id in job_ids]
+    elif params.batch_size is not None and job_ids:
+        outcomes = _start_batch_runs(params, job_ids)
     else:
         outcomes = [
-            refresh_page(RefreshParams(job_id=job_id, approval=params.approval)) for job_id in job_ids
+            refresh_page(
+                RefreshParams(job_id=job_id, approval=params.approval, lease_seconds=params.lease_seconds)
+            )
+            for job_id in job_ids
         ]
     by_code: dict[str, int] = {}
     for finding in summary.findings:

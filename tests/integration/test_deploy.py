@@ -20,7 +20,9 @@ from pydantic import BaseModel
 
 from deployments import PREFECT_YAML, WORK_POOL
 from deployments.serve import load_specs
+from flows.audit_shard import ShardParams
 from flows.audit_site import AuditParams
+from flows.refresh_batch import RefreshBatchParams
 from flows.refresh_page import RefreshParams
 from flows.refresh_site import RefreshSiteParams
 from flows.sweep_jobs import SweepParams
@@ -47,6 +49,8 @@ MODELS: dict[str, type[BaseModel]] = {
     "refresh-weekly": RefreshSiteParams,
     "sweep-jobs": SweepParams,
     "refresh-page": RefreshParams,
+    "refresh-batch": RefreshBatchParams,
+    "audit-shard": ShardParams,
 }
 SITESTEWARD = str(Path(PREFECT).with_name("sitesteward"))
 VARIABLES = {"site_url": "https://www.example.com/", "site_content_root": "/srv/site/content"}
@@ -73,10 +77,19 @@ def _post(api_url: str, path: str, body: dict[str, Any]) -> Any:
 # ----------------------------------------------------------------------------------- prefect.yaml alone
 
 
-def test_prefect_yaml_lists_four_deployments_whose_parameters_validate() -> None:
+def test_prefect_yaml_lists_six_deployments_whose_parameters_validate() -> None:
     specs = {spec.name: spec for spec in load_specs()}
     assert set(specs) == set(MODELS)
     for name, model in MODELS.items():
+        if name == "refresh-batch":
+            # Every run names its jobs (refresh_site with batch_size starts these runs).
+            assert specs[name].parameters == {} and specs[name].schedules == []
+            model.model_validate({"job_ids": ["some-job"]})
+            continue
+        if name == "audit-shard":
+            # Every run is one shard that audit_site planned; nothing to default.
+            assert specs[name].parameters == {} and specs[name].schedules == []
+            continue
         params = _substitute(specs[name].parameters, VARIABLES)["params"]
         if name == "refresh-page":
             # A run supplies the job; the rest of the defaults must still validate.
@@ -147,7 +160,7 @@ def test_bootstrap_then_deploy_all_schedules_the_deployments(tmp_path: Path) -> 
         assert schedules["audit-nightly"][0]["cron"] == "15 2 * * *"
         assert schedules["refresh-weekly"][0]["cron"] == "0 6 * * 1"
         assert schedules["sweep-jobs"][0]["interval"] == 300
-        assert schedules["refresh-page"] == []
+        assert schedules["refresh-page"] == schedules["refresh-batch"] == schedules["audit-shard"] == []
 
         # The scheduler service fills in the next runs of the three scheduled deployments.
         scheduled_ids = {deployments[n]["id"] for n in ("audit-nightly", "refresh-weekly", "sweep-jobs")}
