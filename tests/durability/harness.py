@@ -55,6 +55,43 @@ def llm_answer(sources_url: str) -> Reply:
 
 
 @dataclass
+class WorkerProcess:
+    """A worker process started by :meth:`Scenario.start_worker`, with its combined output in ``log``."""
+
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+    def state(self) -> str:
+        """The process's state letter from ``/proc/<pid>/stat`` (``T``: stopped), or ``""`` once reaped."""
+        try:
+            stat = Path(f"/proc/{self.process.pid}/stat").read_text()
+        except FileNotFoundError:
+            return ""
+        return stat.rpartition(")")[2].split()[0]  # the command name may hold spaces and parentheses
+
+    def wait_stopped(self, timeout: float) -> None:
+        """Wait until the process is stopped by SIGSTOP (an armed ``=stop`` fault point fired)."""
+        deadline = time.monotonic() + timeout
+        while self.state() != "T":
+            if self.process.poll() is not None:
+                raise AssertionError(
+                    f"worker exited ({self.process.returncode}) instead of stopping:\n{self.output()}"
+                )
+            if time.monotonic() > deadline:
+                raise AssertionError(f"worker not stopped after {timeout} s:\n{self.output()}")
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        """SIGKILL and reap the process if it still exists (a stopped process dies too)."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=30)
+
+
+@dataclass
 class Scenario:
     """One job on a private copy of the example site, and the worker runs made on it."""
 
@@ -65,6 +102,8 @@ class Scenario:
     api_url: str
     job_id: str = ""
     runs: list[tuple[str | None, int]] = field(default_factory=list)
+    #: Extra environment for every worker process (e.g. ``SITESTEWARD_CLOCK_FILE``), over the defaults.
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     def plan(self) -> str:
         page = f"{self.site.base_url}/why-static/"
@@ -84,8 +123,8 @@ class Scenario:
         self.job_id = job.job_id
         return job.job_id
 
-    def run_worker(self, fault: str | None = None) -> int:
-        """Run one worker process to its end (or its death); return its exit code."""
+    def worker_env(self, fault_points: str = "") -> dict[str, str]:
+        """The environment of a worker process (``fault_points``: a ``SITESTEWARD_FAULT_POINTS`` spec)."""
         env = dict(os.environ)
         env.update(
             PREFECT_API_URL=self.api_url,
@@ -93,12 +132,34 @@ class Scenario:
             SITESTEWARD_LLM_API_KEY="test-key",
             SITESTEWARD_LLM_BASE_URL=self.llm.url + "/v1",
             SITESTEWARD_LLM_MODEL="test-model",
-            SITESTEWARD_FAULT_POINTS=f"{fault}=kill" if fault else "",
+            SITESTEWARD_FAULT_POINTS=fault_points,
         )
+        env.update(self.extra_env)
+        return env
+
+    def start_worker(self, fault_points: str = "") -> WorkerProcess:
+        """Start one worker process and return at once (the caller waits for it, or kills it).
+
+        ``fault_points`` is a raw spec such as ``after_publish_intent=stop``; output goes to a log file,
+        so a stopped or chatty worker never blocks on a full pipe.
+        """
+        log = self.root.parent / f"worker-{len(self.runs)}-{time.monotonic_ns()}.log"
+        with log.open("wb") as sink:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "tests.durability.worker", self.job_id, str(LEASE_SECONDS)],
+                cwd=ROOT,
+                env=self.worker_env(fault_points),
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+            )
+        return WorkerProcess(process=process, log=log)
+
+    def run_worker(self, fault: str | None = None) -> int:
+        """Run one worker process to its end (or its death); return its exit code."""
         done = subprocess.run(
             [sys.executable, "-m", "tests.durability.worker", self.job_id, str(LEASE_SECONDS)],
             cwd=ROOT,
-            env=env,
+            env=self.worker_env(f"{fault}=kill" if fault else ""),
             capture_output=True,
             text=True,
             timeout=240,

@@ -287,6 +287,23 @@ def test_rejection_needs_and_records_the_reject_decision(ledger: Ledger) -> None
     assert job.state is JobState.rejected and job.stop_reason is StopReason.rejected
 
 
+def test_changes_requested_end_the_job_like_a_rejection(ledger: Ledger) -> None:
+    job = advance_to(ledger, submit(ledger), JobState.awaiting_review)
+    with pytest.raises(IllegalTransition, match="the ledger has nothing"):
+        ledger.transition(
+            job.job_id, JobState.rejected, expected_version=job.version, stop_reason=StopReason.rejected
+        )
+    ledger.decide(
+        job.job_id, DRAFT_A, Decision.request_changes, reviewer="bob", channel=Channel.ui, notes="cite 2025"
+    )
+    with pytest.raises(IllegalTransition, match="needs a recorded 'approve'"):
+        ledger.transition(job.job_id, JobState.approved, expected_version=job.version)
+    job = ledger.transition(
+        job.job_id, JobState.rejected, expected_version=job.version, stop_reason=StopReason.rejected
+    )
+    assert job.state is JobState.rejected and job.terminal
+
+
 def test_redraft_path_and_draft_frozen_under_review(ledger: Ledger) -> None:
     job = advance_to(ledger, submit(ledger), JobState.awaiting_review)
     with pytest.raises(IllegalTransition, match="re-draft"):
