@@ -7,6 +7,7 @@ the job waits for review, and finally checks the invariants that make the job en
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -24,6 +25,8 @@ from tests.llm_server import FakeLLMServer, Reply
 
 ROOT = Path(__file__).resolve().parents[2]
 LEASE_SECONDS = 2.0
+#: The model key every worker gets: distinctive, so a scan for it after a scenario means something.
+CANARY_KEY = "sk-canary-d1e5a0b7c3"
 OLD = "As of 2019, 42% of teams use static sites"
 NEW = "As of 2025, 57% of teams use static sites"
 QUOTE = "As of 2025, 57% of teams use static sites for at least one production website"
@@ -129,7 +132,7 @@ class Scenario:
         env.update(
             PREFECT_API_URL=self.api_url,
             PREFECT_LOGGING_LEVEL="WARNING",
-            SITESTEWARD_LLM_API_KEY="test-key",
+            SITESTEWARD_LLM_API_KEY=CANARY_KEY,
             SITESTEWARD_LLM_BASE_URL=self.llm.url + "/v1",
             SITESTEWARD_LLM_MODEL="test-model",
             SITESTEWARD_FAULT_POINTS=fault_points,
@@ -217,3 +220,17 @@ class Scenario:
         text = (self.root / "why-static.md").read_text()
         assert text.count(NEW) == 1 and OLD not in text
         assert self.llm.calls == 1, f"the drafter was called {self.llm.calls} times"
+        self.check_no_leak()
+
+    def check_no_leak(self) -> None:
+        """Invariant 6: the model key went only into the model's Authorization header.
+
+        Not into a prompt, and not into any file the job wrote: ledger, evidence, task results, crawl store.
+        """
+        key = self.worker_env().get("SITESTEWARD_LLM_API_KEY", CANARY_KEY)
+        assert self.llm.requests, "the model was never asked: the scan would prove nothing"
+        assert all(r.headers.get("authorization") == f"Bearer {key}" for r in self.llm.requests)
+        assert not [r for r in self.llm.requests if key in json.dumps(r.body)], "the key is in a prompt"
+        data_dir = get_settings().data_dir
+        leaked = [p for p in data_dir.rglob("*") if p.is_file() and key.encode() in p.read_bytes()]
+        assert not leaked, f"the key reached {leaked}"

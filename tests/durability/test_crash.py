@@ -29,7 +29,8 @@ def _matrix() -> list[object]:
     "after verification; the UI decision point is covered by tests/integration/test_deploy.py)",
     faults="one SIGKILL of the worker process per run at the named fault point, then re-runs",
     checks="ends monitoring like the uninterrupted run; one applied edit for the approved draft hash; "
-    "approved < written <= verified; one approval request; one model call; evidence chain intact",
+    "approved < written <= verified; one approval request; one model call; evidence chain intact; the "
+    "model key only in the model's Authorization header (no prompt, no file of the data directory)",
 )
 @pytest.mark.parametrize("point", _matrix())
 def test_kill_at_a_step_boundary_then_rerun(scenario: Scenario, point: str) -> None:
