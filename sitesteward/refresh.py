@@ -51,8 +51,8 @@ def last_verified_baseline(ledger: Ledger, site: str, page_url: str, *, exclude_
     """What ``source_changed`` and ``page_drifted`` compare against: the newest verified job of the page."""
     earlier = [
         job
-        for job in ledger.list_jobs(states=[JobState.monitoring], site=site)
-        if job.page_url == page_url and job.job_id != exclude_job
+        for job in ledger.list_jobs(states=[JobState.monitoring], site=site, page_url=page_url)
+        if job.job_id != exclude_job
     ]
     if not earlier:
         return Baseline()

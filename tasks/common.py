@@ -6,21 +6,26 @@ what the step consumes (job, step, input hash, code/prompt version) so a re-run 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 from prefect import Task
 from prefect.client.schemas.objects import State, TaskRun
-from pydantic import BaseModel
 
+from sitesteward.engine.keys import CODE_VERSION, stable_hash
 from sitesteward.errors import is_transient
 from sitesteward.settings import get_settings
 
-#: Bump when a task's output model or logic changes, so old cached results are not reused.
-CODE_VERSION = "2026-11-29.1"
+# CODE_VERSION and stable_hash are the job engine's: the flows' cache keys and the ledger's checkpoints agree.
+__all__ = [
+    "CODE_VERSION",
+    "RETRY_DELAYS",
+    "extra_wait",
+    "result_storage",
+    "retry_only_transient",
+    "stable_hash",
+]
 
 #: Backoff between task retries (seconds); jitter is added by Prefect. ``retry_delay_scale`` shrinks it in
 #: tests (read once, when the tasks are defined).
@@ -73,14 +78,3 @@ def result_storage() -> Path:
     path = (get_settings().data_dir / "results").resolve()
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def stable_hash(*parts: object) -> str:
-    """A sha256 hex digest of JSON-able parts (pydantic models dumped in JSON mode)."""
-    digest = hashlib.sha256()
-    for part in parts:
-        if isinstance(part, BaseModel):
-            part = part.model_dump(mode="json")
-        digest.update(json.dumps(part, sort_keys=True, default=str, separators=(",", ":")).encode())
-        digest.update(b"\x1f")
-    return digest.hexdigest()

@@ -11,16 +11,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import httpx
 from prefect import task
 from prefect.context import TaskRunContext
+from prefect.exceptions import ObjectNotFound
 from pydantic import BaseModel, ConfigDict
 
+from blocks.llm import LLMConfig
 from sitesteward.crawl import AddressGuard, CrawlStore, build_client
 from sitesteward.draft import DraftRequest, DraftResult
-from sitesteward.errors import TransientError
+from sitesteward.engine.steps import edit_not_visible
+from sitesteward.errors import ConfigurationError, TransientError
 from sitesteward.jobs import JobInputs
 from sitesteward.ledger import Ledger
 from sitesteward.llm import select_drafter
@@ -38,7 +41,7 @@ from sitesteward.refresh import (
     redirect_targets,
     verify_published,
 )
-from sitesteward.settings import get_settings
+from sitesteward.settings import Settings, get_settings
 from sitesteward.urls import host_of
 from sitesteward.validate import ValidationResult
 from sitesteward.verify import VerificationResult
@@ -111,6 +114,28 @@ def read_page_source(inputs: JobInputs, cache_key: str) -> PageSource:
     return PageSource(location=target.location, text=publisher.read(target))
 
 
+def drafting_settings(llm_block: str | None) -> Settings:
+    """The settings the drafter is selected from: the process's, or an ``LLMConfig`` block applied to them.
+
+    Raises:
+        ConfigurationError: no ``LLMConfig`` block of that name.
+    """
+    settings = get_settings()
+    if llm_block is None:
+        return settings
+    plain = llm_block.removeprefix(LLMConfig.get_block_type_slug() + "/").strip()
+    try:
+        block = cast(LLMConfig, LLMConfig.load(plain))  # sync here; typed as maybe-awaitable
+    except (ValueError, ObjectNotFound):
+        # Prefect says ValueError("Unable to find block document named ..."): say which kind, in one line
+        # (as load_site_config does for SiteConfig).
+        raise ConfigurationError(
+            f"unknown LLMConfig block {plain!r}: create it in the Prefect UI (Blocks) or run "
+            "`sitesteward bootstrap`, then pass its name"
+        ) from None
+    return block.apply_to(settings)
+
+
 @task(
     name="draft_refresh",
     retries=len(RETRY_DELAYS),
@@ -119,13 +144,14 @@ def read_page_source(inputs: JobInputs, cache_key: str) -> PageSource:
     retry_condition_fn=retry_only_transient,
     **_PERSISTED,
 )
-def draft_refresh(request: DraftRequest, cache_key: str) -> DraftResult:
+def draft_refresh(request: DraftRequest, cache_key: str, llm_block: str | None = None) -> DraftResult:
     """Ask the drafter (LLM when configured, else offline) for structured edits.
 
     The key is the drafter's own cache key (page, findings, sources, prompt version, model): the same
-    inputs never cost a second model call, across runs and restarts.
+    inputs never cost a second model call, across runs and restarts. ``llm_block`` names an ``LLMConfig``
+    block to draft with (loaded here, at the call site, so its key never travels as a parameter).
     """
-    return select_drafter(get_settings()).draft(request)
+    return select_drafter(drafting_settings(llm_block)).draft(request)
 
 
 @task(name="link_draft", **_PERSISTED)
@@ -182,8 +208,7 @@ def verify_edit(inputs: JobInputs, draft: Draft, before: Page) -> VerificationRe
         inputs,
         lambda client, config: verify_published(inputs.page_url, draft, before, client=client, config=config),
     )
-    text_checks = [c for c in result.checks if c.name != "status_ok"]
-    if not result.passed and any(not c.passed for c in text_checks):
+    if edit_not_visible(result):  # a failed text check, or a transient status such as 503
         # Raise while retries remain so Prefect backs off and looks again; the flow reads the final result.
         context = TaskRunContext.get()
         if context is not None and context.task_run.run_count <= 3:

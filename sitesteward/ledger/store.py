@@ -6,28 +6,36 @@ write lock), so checks and writes about one job never interleave. Job rows chang
 on ``version``; the version is also the lease's fencing token, so a frozen worker's late writes fail with
 :class:`~sitesteward.errors.StaleVersion` once someone else has moved the job.
 
-Database errors (locked, connection lost, deadlock) surface as :class:`LedgerUnavailable`, a transient
-error; this module does not retry them itself (the caller's task retries do, one layer only).
+Database errors (locked, deadlock) surface as :class:`LedgerUnavailable`, a transient error that this
+module does not retry itself (the caller's retries do, one layer only). A *lost connection* is different:
+a database restart must not fail every job that happened to be writing, so each public method re-runs
+its whole transaction when the connection was lost (``pool_pre_ping`` replaces stale pooled connections
+first), for at most ``reconnect_seconds``. A re-run is safe because every write is compare-and-set or
+insert-if-absent; where a lost COMMIT may nevertheless have succeeded and the re-run would answer
+differently (a compare-and-set that already moved the version, an attempt counted twice), the method
+first re-reads the database to find out whether its write is there, and returns it if so.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
+import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Concatenate, Final, ParamSpec, Self, TypeVar
 
 from pydantic import BaseModel
 from sqlalchemy import Engine, create_engine, event, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.sql.schema import Table
 
 from sitesteward.errors import (
@@ -38,7 +46,7 @@ from sitesteward.errors import (
     TransientError,
 )
 from sitesteward.ledger import schema
-from sitesteward.ledger.clock import Clock, SystemClock
+from sitesteward.ledger.clock import Clock, SystemClock, default_clock
 from sitesteward.ledger.evidence import GENESIS, canonical_json, record_hash, sha256_text
 from sitesteward.ledger.records import (
     ApprovalRecord,
@@ -68,7 +76,25 @@ from sitesteward.ledger.states import (
 
 
 class LedgerUnavailable(TransientError):
-    """The ledger database is locked, unreachable or aborted the transaction (retry)."""
+    """The ledger database is locked, unreachable or aborted the transaction (retry).
+
+    Attributes:
+        connection_lost: The connection died or could not be made (a restart, a network cut), as
+            opposed to a lock timeout or a deadlock.
+        commit_uncertain: The connection died during COMMIT: the transaction may have committed.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        connection_lost: bool = False,
+        commit_uncertain: bool = False,
+    ) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.connection_lost = connection_lost
+        self.commit_uncertain = commit_uncertain
 
 
 class UnknownJob(PermanentError):
@@ -230,6 +256,115 @@ def create_ledger_engine(url: str, *, busy_timeout_ms: int = 30_000) -> Engine:
     raise ConfigurationError(f"the ledger supports sqlite:/// and postgresql:// URLs, not {backend}")
 
 
+# -------------------------------------------------------------------------------- lost connections
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+#: SQLSTATE classes of a connection that is gone or not accepting work yet: 08 connection exception,
+#: 57P01-57P03 admin/crash shutdown and "the database system is starting up".
+_LOST_SQLSTATES = ("08", "57P01", "57P02", "57P03")
+
+
+def _connection_lost(exc: DBAPIError, phase: str, dialect: str) -> bool:
+    """Tell whether ``exc`` means the connection is gone (retry on a new one), not a lock or a deadlock."""
+    if isinstance(exc, IntegrityError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if isinstance(sqlstate, str) and sqlstate.startswith(_LOST_SQLSTATES):
+        return True
+    # Could not connect at all (refused while the server restarts); SQLite has no server to wait for.
+    return phase == "connect" and dialect != "sqlite"
+
+
+def _reconnecting(method: Callable[Concatenate[Ledger, P], R]) -> Callable[Concatenate[Ledger, P], R]:
+    """Re-run a public method when its connection was lost; only for methods safe to re-run as they are."""
+
+    @functools.wraps(method)
+    def wrapper(self: Ledger, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self._retry(lambda: method(self, *args, **kwargs), None)
+
+    return wrapper
+
+
+def _reconnecting_settled(
+    settled: Callable[..., R | None], *, pin_clock: bool = False
+) -> Callable[[Callable[Concatenate[Ledger, P], R]], Callable[Concatenate[Ledger, P], R]]:
+    """Re-run a public method when its connection was lost, first checking whether a lost COMMIT landed.
+
+    Args:
+        settled: Called with the method's arguments after a COMMIT whose outcome is unknown; returns the
+            method's result if the write is in the database, None if it is not (then the method re-runs).
+        pin_clock: Use one timestamp for the whole call, re-runs included, so ``settled`` can recognise
+            the rows this call wrote.
+    """
+
+    def decorate(method: Callable[Concatenate[Ledger, P], R]) -> Callable[Concatenate[Ledger, P], R]:
+        @functools.wraps(method)
+        def wrapper(self: Ledger, /, *args: P.args, **kwargs: P.kwargs) -> R:
+            def check() -> R | None:
+                return settled(self, *args, **kwargs)
+
+            if not pin_clock or self._local.__dict__.get("now") is not None:
+                return self._retry(lambda: method(self, *args, **kwargs), check)
+            self._local.now = self.clock.now()
+            try:
+                return self._retry(lambda: method(self, *args, **kwargs), check)
+            finally:
+                self._local.now = None
+
+        return wrapper
+
+    return decorate
+
+
+def _transition_settled(
+    ledger: Ledger, job_id: str, to: JobState, *, expected_version: int, **_: Any
+) -> JobRecord | None:
+    # Only one compare-and-set can take the job from expected_version to expected_version + 1.
+    job = ledger.find_job(job_id)
+    if job is not None and job.version == expected_version + 1 and job.state is JobState(to):
+        return job
+    return None
+
+
+def _update_settled(ledger: Ledger, job_id: str, *, expected_version: int, **fields: Any) -> JobRecord | None:
+    job = ledger.find_job(job_id)
+    if job is None or job.version != expected_version + 1:
+        return None
+    changes = _field_changes(**fields)
+    if all(getattr(job, name) == value for name, value in changes.items()):
+        return job
+    return None
+
+
+def _release_settled(ledger: Ledger, job_id: str, owner: str, fence: int) -> JobRecord | None:
+    job = ledger.find_job(job_id)
+    if job is not None and job.version == fence + 1 and job.lease_owner is None:
+        return job
+    return None
+
+
+def _attempt_settled(
+    ledger: Ledger, job_id: str, step: str, error_class: str, message: str, **_: Any
+) -> int | None:
+    # The clock is pinned for the call: an attempt with exactly this timestamp is the one we wrote.
+    at = ledger._now()
+    for attempt in ledger.attempt_history(job_id, step):
+        if attempt.at == at and attempt.error_class == error_class and attempt.message == message[:4000]:
+            return attempt.number
+    return None
+
+
+def _start_settled(ledger: Ledger, job_id: str, step: str, input_hash: str, **_: Any) -> StepRecord | None:
+    current = ledger.get_step(job_id, step, input_hash)
+    if current is not None and current.started_at == ledger._now():
+        return current
+    return None
+
+
 # ------------------------------------------------------------------------------------------- ledger
 
 
@@ -239,11 +374,19 @@ class Ledger:
     Args:
         engine: From :func:`create_ledger_engine` (use :meth:`open` unless you need to share one).
         clock: Where "now" comes from (default: the UTC system clock).
+        reconnect_seconds: How long a call keeps re-running after losing its connection (a database
+            restart) before it gives up with :class:`LedgerUnavailable`.
     """
 
-    def __init__(self, engine: Engine, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self, engine: Engine, *, clock: Clock | None = None, reconnect_seconds: float = 30.0
+    ) -> None:
         self._engine = engine
         self.clock: Clock = clock or SystemClock()
+        self.reconnect_seconds = reconnect_seconds
+        #: How many times a call was re-run after losing its connection (for logs and tests).
+        self.reconnects = 0
+        self._local = threading.local()
 
     # ------------------------------------------------------------------------------ lifecycle
 
@@ -267,7 +410,7 @@ class Ledger:
             from sitesteward.settings import get_settings
 
             url = get_settings().ledger_url
-        ledger = cls(create_ledger_engine(url), clock=clock)
+        ledger = cls(create_ledger_engine(url), clock=clock or default_clock())
         try:
             if migrate:
                 ledger.migrate()
@@ -282,11 +425,13 @@ class Ledger:
             raise
         return ledger
 
+    @_reconnecting
     def migrate(self) -> list[int]:
         """Apply missing migrations (idempotent). Returns the versions applied by this call."""
         with self._tx() as conn:
             return schema.migrate(conn, now=self.clock.now())
 
+    @_reconnecting
     def schema_version(self) -> int:
         """The database's schema version (0 when empty)."""
         with self._tx(write=False) as conn:
@@ -311,20 +456,54 @@ class Ledger:
 
     @contextmanager
     def _tx(self, *, write: bool = True) -> Iterator[Connection]:
+        phase = "connect"
         try:
             with self._engine.connect() as conn:
+                phase = "statement"
                 if not write:
                     conn.execution_options(ledger_read_only=True)
                 with conn.begin():
                     yield conn
-        except OperationalError as exc:
-            raise LedgerUnavailable(f"ledger database error: {exc.orig!r}") from exc
+                    phase = "commit"
+        except (OperationalError, InterfaceError) as exc:
+            lost = _connection_lost(exc, phase, self.dialect)
+            raise LedgerUnavailable(
+                f"ledger database error: {exc.orig!r}",
+                connection_lost=lost,
+                commit_uncertain=lost and write and phase == "commit",
+            ) from exc
+
+    def _retry(self, call: Callable[[], R], settled: Callable[[], R | None] | None) -> R:
+        """Run ``call``; after a lost connection, wait and run it again (within ``reconnect_seconds``).
+
+        After a COMMIT whose outcome is unknown, ``settled`` says whether the write is already there.
+        """
+        deadline = time.monotonic() + self.reconnect_seconds
+        delay = 0.05
+        uncertain = False
+        while True:
+            try:
+                if uncertain and settled is not None:
+                    done = settled()
+                    if done is not None:
+                        return done
+                    uncertain = False  # known not written: running it again is right
+                return call()
+            except LedgerUnavailable as exc:
+                if not exc.connection_lost or time.monotonic() + delay > deadline:
+                    raise
+                uncertain = uncertain or exc.commit_uncertain
+                self.reconnects += 1
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
 
     def _now(self) -> datetime:
-        return self.clock.now()
+        pinned: datetime | None = self._local.__dict__.get("now")
+        return pinned if pinned is not None else self.clock.now()
 
     # ----------------------------------------------------------------------------------- jobs
 
+    @_reconnecting
     def submit_job(
         self,
         site: str,
@@ -384,6 +563,7 @@ class Ledger:
             # The conflicting live job ended between our insert and our read (PostgreSQL): try again.
         raise LedgerUnavailable(f"could not submit job {job_id}: the page's live job kept changing")
 
+    @_reconnecting
     def get_job(self, job_id: str) -> JobRecord:
         """The job ``job_id``.
 
@@ -393,26 +573,37 @@ class Ledger:
         with self._tx(write=False) as conn:
             return self._read_job(conn, job_id)
 
+    @_reconnecting
     def find_job(self, job_id: str) -> JobRecord | None:
         """The job ``job_id``, or None when there is none."""
         with self._tx(write=False) as conn:
             return self._find_job(conn, job_id)
 
-    def list_jobs(self, states: Iterable[JobState] | None = None, site: str | None = None) -> list[JobRecord]:
-        """Jobs, oldest first, optionally only in ``states`` and/or for ``site``."""
+    @_reconnecting
+    def list_jobs(
+        self,
+        states: Iterable[JobState] | None = None,
+        site: str | None = None,
+        page_url: str | None = None,
+    ) -> list[JobRecord]:
+        """Jobs, oldest first, optionally only in ``states``, for ``site`` and/or for one ``page_url``."""
         query = select(schema.jobs).order_by(schema.jobs.c.created_at, schema.jobs.c.job_id)
         if states is not None:
             query = query.where(schema.jobs.c.state.in_([JobState(s).value for s in states]))
         if site is not None:
             query = query.where(schema.jobs.c.site == site)
+        if page_url is not None:
+            query = query.where(schema.jobs.c.page_url == page_url)
         with self._tx(write=False) as conn:
             return [_job(row._mapping) for row in conn.execute(query)]
 
+    @_reconnecting
     def live_job_for_page(self, site: str, page_url: str) -> JobRecord | None:
         """The page's one live job, if any."""
         with self._tx(write=False) as conn:
             return self._live_job(conn, page_key_for(site, page_url))
 
+    @_reconnecting
     def stalled_jobs(
         self, now: datetime | None = None, *, idle_after: timedelta = timedelta(minutes=30)
     ) -> list[JobRecord]:
@@ -439,6 +630,7 @@ class Ledger:
         with self._tx(write=False) as conn:
             return [_job(row._mapping) for row in conn.execute(query)]
 
+    @_reconnecting_settled(_transition_settled)
     def transition(
         self,
         job_id: str,
@@ -505,6 +697,7 @@ class Ledger:
                 ) from exc
             return self._read_job(conn, job_id)
 
+    @_reconnecting_settled(_update_settled)
     def update_job(
         self,
         job_id: str,
@@ -557,6 +750,7 @@ class Ledger:
 
     # --------------------------------------------------------------------------------- leases
 
+    @_reconnecting
     def acquire_lease(self, job_id: str, owner: str, ttl: timedelta) -> int:
         """Take (or renew) the job's lease; return the fencing token.
 
@@ -581,6 +775,7 @@ class Ledger:
             self._cas(conn, job_id, row["version"], {"lease_owner": owner, "lease_expires_at": now + ttl})
             return int(row["version"]) + 1
 
+    @_reconnecting_settled(_release_settled)
     def release_lease(self, job_id: str, owner: str, fence: int) -> JobRecord:
         """Give the lease back (idempotent once released by this owner's current token).
 
@@ -598,6 +793,7 @@ class Ledger:
             self._cas(conn, job_id, fence, {"lease_owner": None, "lease_expires_at": None})
             return self._read_job(conn, job_id)
 
+    @_reconnecting
     def check_fence(self, job_id: str, fence: int) -> JobRecord:
         """Return the job if ``fence`` is still its current version.
 
@@ -610,6 +806,7 @@ class Ledger:
             _check_version(row, fence)
             return _job(row)
 
+    @_reconnecting
     def expired_leases(self, now: datetime | None = None) -> list[JobRecord]:
         """Jobs whose lease has expired (the sweeper's work list)."""
         now = now or self._now()
@@ -624,6 +821,7 @@ class Ledger:
 
     # ------------------------------------------------------------------------------- attempts
 
+    @_reconnecting_settled(_attempt_settled, pin_clock=True)
     def record_attempt(
         self, job_id: str, step: str, error_class: str, message: str, *, fence: int | None = None
     ) -> int:
@@ -650,11 +848,13 @@ class Ledger:
             )
             return number
 
+    @_reconnecting
     def attempts(self, job_id: str, step: str) -> int:
         """How many failed attempts ``step`` of ``job_id`` has had (0 if none)."""
         with self._tx(write=False) as conn:
             return self._attempt_count(conn, job_id, step)
 
+    @_reconnecting
     def attempt_history(self, job_id: str, step: str | None = None) -> list[AttemptRecord]:
         """The recorded attempts, oldest first."""
         table = schema.attempts.c
@@ -668,6 +868,7 @@ class Ledger:
 
     # ---------------------------------------------------------------------------------- steps
 
+    @_reconnecting_settled(_start_settled, pin_clock=True)
     def start_step(self, job_id: str, step: str, input_hash: str, *, fence: int | None = None) -> StepRecord:
         """Mark a step run as started (counting the attempt); a completed step is returned unchanged.
 
@@ -708,6 +909,7 @@ class Ledger:
             )
             return self._read_step(conn, job_id, step, input_hash)
 
+    @_reconnecting
     def complete_step(
         self,
         job_id: str,
@@ -745,6 +947,7 @@ class Ledger:
             conn.execute(update(schema.steps).where(*_step_where(job_id, step, input_hash)).values(**values))
             return self._read_step(conn, job_id, step, input_hash)
 
+    @_reconnecting
     def fail_step(
         self, job_id: str, step: str, input_hash: str, error: str, *, fence: int | None = None
     ) -> StepRecord:
@@ -774,12 +977,14 @@ class Ledger:
             conn.execute(update(schema.steps).where(*_step_where(job_id, step, input_hash)).values(**values))
             return self._read_step(conn, job_id, step, input_hash)
 
+    @_reconnecting
     def get_step(self, job_id: str, step: str, input_hash: str) -> StepRecord | None:
         """The step run for this input hash, or None if it never started."""
         with self._tx(write=False) as conn:
             row = conn.execute(select(schema.steps).where(*_step_where(job_id, step, input_hash))).first()
             return None if row is None else _step(row._mapping)
 
+    @_reconnecting
     def list_steps(self, job_id: str) -> list[StepRecord]:
         """Every recorded step run of the job, oldest change first."""
         table = schema.steps.c
@@ -789,11 +994,13 @@ class Ledger:
 
     # -------------------------------------------------------------------------------- effects
 
+    @_reconnecting
     def get_effect(self, key: str) -> EffectRecord | None:
         """The effect with idempotency key ``key``, or None."""
         with self._tx(write=False) as conn:
             return self._find_effect(conn, key)
 
+    @_reconnecting
     def list_effects(self, job_id: str) -> list[EffectRecord]:
         """The job's effects, oldest first."""
         table = schema.effects.c
@@ -801,6 +1008,7 @@ class Ledger:
         with self._tx(write=False) as conn:
             return [_effect(row._mapping) for row in conn.execute(query)]
 
+    @_reconnecting
     def begin_effect(
         self,
         job_id: str,
@@ -850,6 +1058,7 @@ class Ledger:
                 self._append(conn, job_id, f"{step}_request", key, _json_object(request))
             return current
 
+    @_reconnecting
     def complete_effect(
         self,
         key: str,
@@ -885,6 +1094,7 @@ class Ledger:
                 self._append(conn, current.job_id, f"{current.step}_response", key, _json_object(response))
             return self._read_effect(conn, key)
 
+    @_reconnecting
     def fail_effect(self, key: str, error: str, *, fence: int) -> EffectRecord:
         """Record that the side effect was refused permanently (a done effect is returned unchanged).
 
@@ -906,6 +1116,7 @@ class Ledger:
 
     # ------------------------------------------------------------------------------ approvals
 
+    @_reconnecting
     def request_approval(
         self, job_id: str, draft_sha: str, *, expires_at: datetime | None = None
     ) -> ApprovalRecord:
@@ -929,6 +1140,7 @@ class Ledger:
             )
             return self._read_approval(conn, job_id, draft_sha)
 
+    @_reconnecting
     def decide(
         self,
         job_id: str,
@@ -1007,6 +1219,7 @@ class Ledger:
             self._append(conn, job_id, "approval", draft_sha, payload)
             return record
 
+    @_reconnecting
     def get_approval(self, job_id: str, draft_sha: str) -> ApprovalRecord | None:
         """The approval request/decision for this draft, or None."""
         with self._tx(write=False) as conn:
@@ -1017,6 +1230,7 @@ class Ledger:
         record = self.get_approval(job_id, draft_sha)
         return record is not None and record.decision is Decision.approve
 
+    @_reconnecting
     def expired_approvals(self, now: datetime | None = None) -> list[ApprovalRecord]:
         """Undecided requests past their deadline for jobs still awaiting review of that very draft.
 
@@ -1037,6 +1251,7 @@ class Ledger:
 
     # ------------------------------------------------------------------------------- evidence
 
+    @_reconnecting
     def append_evidence(
         self,
         job_id: str,
@@ -1061,6 +1276,7 @@ class Ledger:
             self._lock_job(conn, job_id)
             return self._append(conn, job_id, kind, check or kind, data)
 
+    @_reconnecting
     def evidence(self, job_id: str, kind: str | None = None) -> list[EvidenceRecord]:
         """The job's evidence in chain order, optionally of one kind."""
         table = schema.evidence.c
@@ -1070,11 +1286,13 @@ class Ledger:
         with self._tx(write=False) as conn:
             return [_evidence(row._mapping) for row in conn.execute(query)]
 
+    @_reconnecting
     def latest_evidence(self, job_id: str, kind: str, check: str | None = None) -> EvidenceRecord | None:
         """The newest record for a check (the one that replaces older observations), or None."""
         with self._tx(write=False) as conn:
             return self._latest(conn, job_id, kind, check or kind)
 
+    @_reconnecting
     def verify_chain(self, job_id: str) -> ChainVerification:
         """Recompute every payload hash, record hash and link of the job's chain."""
         with self._tx(write=False) as conn:
@@ -1155,13 +1373,19 @@ class Ledger:
     def _check_facts(self, conn: Connection, job_id: str, to: JobState, draft_sha: str | None) -> None:
         if to is JobState.awaiting_review and not draft_sha:
             raise IllegalTransition(f"job {job_id} cannot await review without a draft hash")
-        needed = {JobState.approved: Decision.approve, JobState.rejected: Decision.reject}.get(to)
+        # A reviewer who asks for changes ends the job like a rejection (the draft is not published; the
+        # notes say what to change): without this the job would wait on a decided request forever.
+        needed = {
+            JobState.approved: (Decision.approve,),
+            JobState.rejected: (Decision.reject, Decision.request_changes),
+        }.get(to)
         if needed is not None:
             record = None if draft_sha is None else self._find_approval(conn, job_id, draft_sha)
-            if record is None or record.decision is not needed:
+            if record is None or record.decision not in needed:
                 have = "nothing" if record is None else record.decision
+                wanted = "' or '".join(needed)
                 raise IllegalTransition(
-                    f"job {job_id} -> {to} needs a recorded '{needed}' for draft {draft_sha}; "
+                    f"job {job_id} -> {to} needs a recorded '{wanted}' for draft {draft_sha}; "
                     f"the ledger has {have}"
                 )
         if to is JobState.approval_expired and draft_sha is not None:
