@@ -60,7 +60,7 @@ from sitesteward.settings import Settings, get_settings
 from sitesteward.sources import cited_sources, snapshot_source
 from sitesteward.triage import TriageNote
 from tasks.common import RETRY_DELAYS
-from tests.durability.harness import NEW, OLD, ROOT, Scenario, llm_answer
+from tests.durability.harness import CANARY_KEY, NEW, OLD, ROOT, Scenario, llm_answer
 from tests.llm_server import FakeLLMServer, Reply
 
 #: What every worker gets: short task backoff (RETRY_DELAYS x 0.02) and a short model timeout.
@@ -88,7 +88,7 @@ def worker_env(job: Scenario, extra: Mapping[str, str] | None = None) -> dict[st
     env.update(
         PREFECT_API_URL=job.api_url,
         PREFECT_LOGGING_LEVEL="WARNING",
-        SITESTEWARD_LLM_API_KEY="test-key",
+        SITESTEWARD_LLM_API_KEY=CANARY_KEY,
         SITESTEWARD_LLM_BASE_URL=job.llm.url + "/v1",
         SITESTEWARD_LLM_MODEL="test-model",
         SITESTEWARD_FAULT_POINTS="",
