@@ -6,9 +6,11 @@ from pathlib import Path
 from typing import ClassVar
 
 from prefect.blocks.core import Block
+from prefect.exceptions import ObjectNotFound
 from pydantic import Field, HttpUrl
 
 from blocks.site import DOCS_URL
+from sitesteward.errors import ConfigurationError
 from sitesteward.publish import MarkdownContentTarget as MarkdownPublisher
 
 
@@ -52,3 +54,20 @@ publisher = target.publisher()
         return MarkdownPublisher(
             content_root=Path(self.content_root), base_url=self.base_url, git_commit=self.git_commit
         )
+
+
+def load_content_target(name: str) -> MarkdownContentTarget:
+    """Load the ``MarkdownContentTarget`` block ``name``.
+
+    Raises:
+        ConfigurationError: no such block (one line, for the CLI's exit code 2).
+    """
+    plain = name.removeprefix(MarkdownContentTarget.get_block_type_slug() + "/").strip()
+    try:
+        block = MarkdownContentTarget.load(plain)
+    except (ValueError, ObjectNotFound):
+        raise ConfigurationError(
+            f"unknown MarkdownContentTarget block {plain!r}: create it in the Prefect UI (Blocks) or run "
+            "`sitesteward bootstrap`, then pass its name"
+        ) from None
+    return block

@@ -40,6 +40,9 @@ class RefreshBatchParams(BaseModel):
         description="Each job's lease per step (and the expiry of its step locks): a dead worker's jobs "
         "are free for the sweeper after it.",
     )
+    llm_block: str | None = Field(
+        default=None, description="An LLMConfig block to draft with (unset: the process settings)."
+    )
 
 
 class RefreshBatchSummary(BaseModel):
@@ -55,10 +58,14 @@ class BatchFailed(Exception):
     """Some jobs of the batch failed in this run (each within its attempt budget; a re-run resumes them)."""
 
 
-def _run_one(job_id: str, lease_seconds: float) -> JobOutcome | BaseException:
+def _run_one(job_id: str, lease_seconds: float, llm_block: str | None) -> JobOutcome | BaseException:
     try:
         with step_locks(get_settings().lock_url, hold_seconds=lease_seconds):
-            return refresh_page(RefreshParams(job_id=job_id, approval="park", lease_seconds=lease_seconds))
+            return refresh_page(
+                RefreshParams(
+                    job_id=job_id, approval="park", lease_seconds=lease_seconds, llm_block=llm_block
+                )
+            )
     except Exception as exc:  # one job's failure must not hide the others' outcomes
         return exc
 
@@ -74,7 +81,9 @@ def refresh_batch(params: RefreshBatchParams) -> RefreshBatchSummary:
     with ThreadPoolExecutor(max_workers=min(params.concurrency, len(job_ids))) as pool:
         # Each thread runs in a copy of this run's context, so its refresh_page is a subflow of this run.
         futures = [
-            pool.submit(contextvars.copy_context().run, _run_one, job_id, params.lease_seconds)
+            pool.submit(
+                contextvars.copy_context().run, _run_one, job_id, params.lease_seconds, params.llm_block
+            )
             for job_id in job_ids
         ]
         results = dict(zip(job_ids, (future.result() for future in futures), strict=True))

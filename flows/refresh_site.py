@@ -18,6 +18,7 @@ from prefect.deployments import run_deployment
 from prefect.runtime import flow_run
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from blocks.content import load_content_target
 from flows.audit_site import AuditParams, audit_site, resolve_site
 from flows.refresh_batch import RefreshBatchParams
 from flows.refresh_page import JobOutcome, RefreshParams, refresh_page
@@ -32,7 +33,16 @@ class RefreshSiteParams(BaseModel):
 
     audit: AuditParams
     site_id: str = Field(min_length=1, max_length=200, description="Stable site name for job identity.")
-    content_root: str = Field(description="The site's Markdown content directory (publish target).")
+    content_root: str | None = Field(
+        default=None, description="The site's Markdown content directory (publish target)."
+    )
+    target_block: str | None = Field(
+        default=None,
+        description="A MarkdownContentTarget block naming the content directory (instead of content_root).",
+    )
+    llm_block: str | None = Field(
+        default=None, description="An LLMConfig block to draft with (unset: the workers' settings)."
+    )
     budget: int = Field(default=20, ge=0, le=10_000, description="Jobs started or resumed per run.")
     approval: Literal["park", "pause", "suspend"] = Field(
         default="park",
@@ -69,7 +79,23 @@ class RefreshSiteParams(BaseModel):
     def _batches_park(self) -> Self:
         if self.batch_size is not None and self.approval != "park":
             raise ValueError("batch_size needs approval='park' (a batch's jobs wait for review parked)")
+        if (self.content_root is None) == (self.target_block is None):
+            raise ValueError(
+                "give exactly one of content_root or target_block (a MarkdownContentTarget block)"
+            )
         return self
+
+
+def resolve_content_root(params: RefreshSiteParams) -> str:
+    """The publish target's directory: inline, or from the ``MarkdownContentTarget`` block named.
+
+    Raises:
+        ConfigurationError: no such block.
+    """
+    if params.target_block is not None:
+        return load_content_target(params.target_block).content_root
+    assert params.content_root is not None  # the validator guarantees one of the two
+    return params.content_root
 
 
 class RefreshSiteSummary(BaseModel):
@@ -82,11 +108,15 @@ class RefreshSiteSummary(BaseModel):
     jobs: list[JobOutcome]
 
 
-def _start_job_run(deployment: str, job_id: str) -> JobOutcome:
+def _start_job_run(deployment: str, job_id: str, llm_block: str | None) -> JobOutcome:
     """Start the job as its own run of the refresh_page deployment (Prefect refuses to suspend subflows)."""
     run = run_deployment(
         name=deployment,
-        parameters={"params": RefreshParams(job_id=job_id, approval="suspend").model_dump(mode="json")},
+        parameters={
+            "params": RefreshParams(job_id=job_id, approval="suspend", llm_block=llm_block).model_dump(
+                mode="json"
+            )
+        },
         timeout=0,
         as_subflow=False,
     )
@@ -105,7 +135,10 @@ def _start_batch_runs(params: RefreshSiteParams, job_ids: list[str]) -> list[Job
     outcomes: list[JobOutcome] = []
     for number, batch in enumerate(batches, start=1):
         batch_params = RefreshBatchParams(
-            job_ids=batch, concurrency=params.batch_concurrency, lease_seconds=params.lease_seconds
+            job_ids=batch,
+            concurrency=params.batch_concurrency,
+            lease_seconds=params.lease_seconds,
+            llm_block=params.llm_block,
         )
         run = run_deployment(
             name=params.batch_deployment,
@@ -137,7 +170,7 @@ def refresh_site(params: RefreshSiteParams) -> RefreshSiteSummary:
     job_ids = plan_jobs(
         params.site_id,
         base_url,
-        params.content_root,
+        resolve_content_root(params),
         summary.refresh_needed,
         summary.findings,
         params.budget,
@@ -148,13 +181,18 @@ def refresh_site(params: RefreshSiteParams) -> RefreshSiteSummary:
         "%d pages need a refresh; running %d jobs", len(summary.refresh_needed), len(job_ids)
     )
     if params.approval == "suspend":
-        outcomes = [_start_job_run(params.page_deployment, job_id) for job_id in job_ids]
+        outcomes = [_start_job_run(params.page_deployment, job_id, params.llm_block) for job_id in job_ids]
     elif params.batch_size is not None and job_ids:
         outcomes = _start_batch_runs(params, job_ids)
     else:
         outcomes = [
             refresh_page(
-                RefreshParams(job_id=job_id, approval=params.approval, lease_seconds=params.lease_seconds)
+                RefreshParams(
+                    job_id=job_id,
+                    approval=params.approval,
+                    lease_seconds=params.lease_seconds,
+                    llm_block=params.llm_block,
+                )
             )
             for job_id in job_ids
         ]

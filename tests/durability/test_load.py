@@ -57,7 +57,9 @@ def test_load_thousand_jobs(tmp_path: Path, postgres_url: str) -> None:
     checks="no worker alive and no lease held while jobs wait; approving 5 and running one worker "
     "publishes exactly those 5",
 )
-def test_parked_jobs_hold_no_worker(tmp_path: Path, postgres_url: str) -> None:
+def test_parked_jobs_hold_no_worker(
+    tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     jobs = int(os.environ.get("LOAD_PARKED_JOBS", "2000"))
     spec = LoadSpec.from_env(jobs=jobs, workers=4, kills=0, target_503=0.0, llm_timeouts=0.0, park_only=True)
     with LoadRun(spec, tmp_path, postgres_url) as run:
@@ -76,7 +78,9 @@ def test_parked_jobs_hold_no_worker(tmp_path: Path, postgres_url: str) -> None:
 
             # A worker, in this process, runs the approved jobs and 45 others: only the approved ones move.
             env = run._env()
-            os.environ.update({k: v for k, v in env.items() if k.startswith("SITESTEWARD_")})
+            for name, value in env.items():  # undone after the test (a leaked ledger URL broke later ones)
+                if name.startswith("SITESTEWARD_"):
+                    monkeypatch.setenv(name, value)
             get_settings.cache_clear()
             steps = PlainSteps(retry_delays=(0.05, 0.2), verify_delays=(0.05, 0.2))
             for job in [*chosen, *waiting[len(chosen) : len(chosen) + 45]]:
