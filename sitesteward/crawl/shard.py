@@ -24,14 +24,13 @@ limit and the limiter bounds their sum.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sitesteward.crawl.crawler import crawl_site, site_key
+from sitesteward.crawl.crawler import _compile, crawl_site, site_key
 from sitesteward.crawl.limits import HostLimitSpec, open_limiter
 from sitesteward.crawl.progress import CrawlProgress
 from sitesteward.crawl.store import DEFAULT_BATCH_SIZE, CrawlStore, Validators
@@ -333,13 +332,3 @@ class ShardPlanner:
             robots_disallowed=list(robots),
             out_of_budget=walk.out_of_budget,
         )
-
-
-def _compile(patterns: list[str], name: str) -> list[re.Pattern[str]]:
-    compiled = []
-    for pattern in patterns:
-        try:
-            compiled.append(re.compile(pattern))
-        except re.error as exc:
-            raise ConfigurationError(f"invalid {name} regex {pattern!r}: {exc}") from None
-    return compiled
