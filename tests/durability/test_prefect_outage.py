@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -23,48 +20,13 @@ from sitesteward.demo.server import SiteServer, SourcesServer
 from sitesteward.ledger import JobState, Ledger
 from sitesteward.settings import get_settings
 from tests.durability.harness import Scenario, llm_answer
-from tests.e2e.conftest import PREFECT, SERVER_START_TIMEOUT, free_port, stop_process
+from tests.e2e.conftest import free_port, prefect_server
 from tests.llm_server import FakeLLMServer
 
 pytestmark = [pytest.mark.prefect, pytest.mark.slow]
 
 #: How long the server stays down (the issue's "a minute").
 OUTAGE_SECONDS = 60.0
-
-
-@contextmanager
-def prefect_server_on(home: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
-    """``prefect server start`` on ``port`` with its SQLite database in ``home`` (kept across restarts)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(
-        PREFECT_HOME=str(home),
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
-        PREFECT_UI_ENABLED="false",
-        PREFECT_LOGGING_LEVEL="WARNING",
-    )
-    home.mkdir(parents=True, exist_ok=True)
-    with (home / "server.log").open("ab") as sink:
-        process = subprocess.Popen(
-            [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT
-        while True:
-            assert process.poll() is None, (home / "server.log").read_text(errors="replace")[-3000:]
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2.0).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "prefect server did not come up"
-            time.sleep(0.5)
-        yield process
-    finally:
-        stop_process(process)
 
 
 @pytest.mark.scenario(
@@ -85,7 +47,7 @@ def test_prefect_server_stopped_for_a_minute_mid_run(tmp_path: Path) -> None:
                 root=root, site=site, sources=sources, llm=llm, api_url=f"http://127.0.0.1:{port}/api"
             )
             scenario.plan()
-            with prefect_server_on(home, port):
+            with prefect_server(home, ui=False, port=port):
                 worker = scenario.start_worker("after_draft_commit=stop")
                 try:
                     worker.wait_stopped(timeout=180)
@@ -98,7 +60,7 @@ def test_prefect_server_stopped_for_a_minute_mid_run(tmp_path: Path) -> None:
                 os.kill(worker.process.pid, signal.SIGCONT)
                 time.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - down_at)))
                 assert not _healthy(port), "the server was supposed to be down"
-                with prefect_server_on(home, port):
+                with prefect_server(home, ui=False, port=port):
                     worker.process.wait(timeout=300)  # finished or crashed: both are fine here
                     with Ledger.open(get_settings().ledger_url) as ledger:
                         # Nothing before the outage was lost: the draft checkpoint is there.

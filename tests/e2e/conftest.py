@@ -18,7 +18,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,10 +102,20 @@ class PrefectServer:
 
 
 @contextmanager
-def prefect_server(home: Path, *, ui: bool) -> Iterator[PrefectServer]:
-    """Start ``prefect server start`` on SQLite in ``home`` and wait for ``/api/health``."""
+def prefect_server(
+    home: Path, *, ui: bool, port: int | None = None, extra_env: Mapping[str, str] | None = None
+) -> Iterator[PrefectServer]:
+    """Start ``prefect server start`` and wait for ``/api/health``.
+
+    Args:
+        home: ``PREFECT_HOME`` (its SQLite database unless ``extra_env`` names another): a restart on the
+            same home and ``port`` finds its runs again.
+        ui: Serve the UI too.
+        port: A fixed port (a restart); default: a free one.
+        extra_env: More server settings, e.g. ``PREFECT_API_DATABASE_CONNECTION_URL`` for PostgreSQL.
+    """
     home.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update(
         PREFECT_HOME=str(home),
@@ -117,8 +127,9 @@ def prefect_server(home: Path, *, ui: bool) -> Iterator[PrefectServer]:
         PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="2",
         PREFECT_LOGGING_LEVEL="WARNING",
     )
+    env.update(extra_env or {})
     log = home / "server.log"
-    with log.open("wb") as sink:
+    with log.open("ab") as sink:  # a restart appends
         process = subprocess.Popen(
             [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
             env=env,

@@ -15,10 +15,9 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,9 +27,7 @@ import psutil
 import pytest
 
 from tests.conftest import POSTGRES_HOST, POSTGRES_PORT
-from tests.e2e.conftest import PREFECT, ROOT, PrefectServer, free_port, stop_process
-
-SERVER_START_TIMEOUT = 240.0
+from tests.e2e.conftest import PREFECT, ROOT, PrefectServer, prefect_server, stop_process
 
 
 def tail(path: Path, lines: int = 40) -> str:
@@ -56,45 +53,9 @@ def prefect_database_url(postgres_admin_url: str) -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@contextmanager
-def prefect_server_on(home: Path, database_url: str) -> Iterator[PrefectServer]:
+def prefect_server_on(home: Path, database_url: str) -> AbstractContextManager[PrefectServer]:
     """``prefect server start`` on ``database_url`` (no UI), healthy before it is yielded."""
-    home.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(
-        PREFECT_HOME=str(home),
-        PREFECT_API_DATABASE_CONNECTION_URL=database_url,
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
-        PREFECT_UI_ENABLED="false",
-        PREFECT_LOGGING_LEVEL="WARNING",
-    )
-    log = home / "server.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    server = PrefectServer(url=f"http://127.0.0.1:{port}", home=home, log=log, process=process)
-    try:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"prefect server exited with {process.returncode}:\n{tail(log)}")
-            try:
-                if httpx.get(f"{server.api_url}/health", timeout=2.0).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"prefect server not healthy after {SERVER_START_TIMEOUT} s:\n{tail(log)}")
-            time.sleep(0.25)
-        yield server
-    finally:
-        stop_process(process)
+    return prefect_server(home, ui=False, extra_env={"PREFECT_API_DATABASE_CONNECTION_URL": database_url})
 
 
 @dataclass
