@@ -6,11 +6,10 @@ from pathlib import Path
 from typing import ClassVar
 
 from prefect.blocks.core import Block
-from prefect.exceptions import ObjectNotFound
 from pydantic import Field, HttpUrl
 
+from blocks.loading import load_named
 from blocks.site import DOCS_URL
-from sitesteward.errors import ConfigurationError
 from sitesteward.publish import MarkdownContentTarget as MarkdownPublisher
 
 
@@ -62,12 +61,4 @@ def load_content_target(name: str) -> MarkdownContentTarget:
     Raises:
         ConfigurationError: no such block (one line, for the CLI's exit code 2).
     """
-    plain = name.removeprefix(MarkdownContentTarget.get_block_type_slug() + "/").strip()
-    try:
-        block = MarkdownContentTarget.load(plain)
-    except (ValueError, ObjectNotFound):
-        raise ConfigurationError(
-            f"unknown MarkdownContentTarget block {plain!r}: create it in the Prefect UI (Blocks) or run "
-            "`sitesteward bootstrap`, then pass its name"
-        ) from None
-    return block
+    return load_named(MarkdownContentTarget, name)

@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from prefect.blocks.core import Block
-from prefect.exceptions import ObjectNotFound
 from pydantic import Field, HttpUrl
 
-from sitesteward.errors import ConfigurationError
+from blocks.loading import load_named
 from sitesteward.models import AuditThresholds, CrawlConfig
 
 DOCS_URL = HttpUrl("https://github.com/sitesteward/sitesteward/blob/main/docs/deploy.md")
@@ -90,16 +89,4 @@ def load_site_config(name: str) -> SiteConfig:
     Raises:
         ConfigurationError: no SiteConfig block has that name (one line, for the CLI's exit code 2).
     """
-    slug = SiteConfig.get_block_type_slug()
-    plain = name.removeprefix(slug + "/").strip()
-    if not plain or "/" in plain:
-        raise ConfigurationError(f"bad SiteConfig block name {name!r}: expected a name such as my-site")
-    try:
-        block = SiteConfig.load(plain)
-    except (ValueError, ObjectNotFound):
-        # Prefect says ValueError("Unable to find block document named ..."): say which kind, in one line.
-        raise ConfigurationError(
-            f"unknown SiteConfig block {plain!r}: create it in the Prefect UI (Blocks) or run "
-            "`sitesteward bootstrap`, then pass its name"
-        ) from None
-    return block
+    return load_named(SiteConfig, name)

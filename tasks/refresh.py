@@ -8,62 +8,42 @@ prompt is a miss. Retries live in exactly one layer: Prefect's task retries, for
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
-from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any
 
-import httpx
 from prefect import task
 from prefect.context import TaskRunContext
-from prefect.exceptions import ObjectNotFound
-from pydantic import BaseModel, ConfigDict
 
 from blocks.llm import LLMConfig
-from sitesteward.crawl import AddressGuard, CrawlStore, build_client
+from blocks.loading import load_named
 from sitesteward.draft import DraftRequest, DraftResult
-from sitesteward.engine.steps import edit_not_visible
-from sitesteward.errors import ConfigurationError, TransientError
+from sitesteward.engine.steps import (
+    PageSource,
+    compare_step,
+    edit_not_visible,
+    link_step,
+    publisher_for,
+    read_source_step,
+    verify_once,
+)
+from sitesteward.errors import TransientError
 from sitesteward.jobs import JobInputs
 from sitesteward.ledger import Ledger
 from sitesteward.llm import select_drafter
-from sitesteward.models import CrawlConfig, Draft, Page
-from sitesteward.publish import MarkdownContentTarget
+from sitesteward.models import Draft, Page
 from sitesteward.publish.protocol import PublishOutcome, publish_once
 from sitesteward.refresh import (
     Baseline,
     CompareOutput,
-    add_internal_links,
     check_draft,
-    compare_live_page,
-    crawl_config_for,
-    link_candidates,
-    redirect_targets,
-    verify_published,
 )
 from sitesteward.settings import Settings, get_settings
-from sitesteward.urls import host_of
 from sitesteward.validate import ValidationResult
 from sitesteward.verify import VerificationResult
 from tasks.common import RETRY_DELAYS, retry_only_transient
 
-T = TypeVar("T")
-
 
 def _explicit_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
     return str(parameters["cache_key"])
-
-
-def _with_client(inputs: JobInputs, work: Callable[[httpx.AsyncClient, CrawlConfig], Awaitable[T]]) -> T:
-    """Run async crawler work with a guarded client (tasks are sync so they run in any flow)."""
-    config = crawl_config_for(inputs.base_url, allow_private=inputs.allow_private)
-
-    async def _go() -> T:
-        guard = AddressGuard(allow_private=inputs.allow_private)
-        async with build_client(config, guard, user_agent=get_settings().user_agent) as client:
-            return await work(client, config)
-
-    return asyncio.run(_go())
 
 
 _PERSISTED: dict[str, Any] = {
@@ -83,35 +63,13 @@ _PERSISTED: dict[str, Any] = {
 )
 def compare_page(inputs: JobInputs, baseline: Baseline, cache_key: str) -> CompareOutput:
     """Fetch the live page and its cited sources; what changed since ``baseline``, what no longer holds."""
-    targets = redirect_targets(inputs.findings)
-    return _with_client(
-        inputs,
-        lambda client, config: compare_live_page(
-            inputs.page_url,
-            targets,
-            client=client,
-            config=config,
-            previous_sources=baseline.sources,
-            previous_page_hash=baseline.page_hash,
-        ),
-    )
-
-
-class PageSource(BaseModel):
-    """The page's source document as the draft was made from it (checkpointed with the job)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    location: str
-    text: str
+    return compare_step(inputs, baseline)
 
 
 @task(name="read_page_source", **_PERSISTED)
 def read_page_source(inputs: JobInputs, cache_key: str) -> PageSource:
     """Read the document the edits will apply to, from the target the job record names."""
-    publisher = MarkdownContentTarget(content_root=Path(inputs.content_root), base_url=inputs.base_url)
-    target = publisher.target_for(inputs.page_url)
-    return PageSource(location=target.location, text=publisher.read(target))
+    return read_source_step(inputs)
 
 
 def drafting_settings(llm_block: str | None) -> Settings:
@@ -123,17 +81,7 @@ def drafting_settings(llm_block: str | None) -> Settings:
     settings = get_settings()
     if llm_block is None:
         return settings
-    plain = llm_block.removeprefix(LLMConfig.get_block_type_slug() + "/").strip()
-    try:
-        block = cast(LLMConfig, LLMConfig.load(plain))  # sync here; typed as maybe-awaitable
-    except (ValueError, ObjectNotFound):
-        # Prefect says ValueError("Unable to find block document named ..."): say which kind, in one line
-        # (as load_site_config does for SiteConfig).
-        raise ConfigurationError(
-            f"unknown LLMConfig block {plain!r}: create it in the Prefect UI (Blocks) or run "
-            "`sitesteward bootstrap`, then pass its name"
-        ) from None
-    return block.apply_to(settings)
+    return load_named(LLMConfig, llm_block).apply_to(settings)
 
 
 @task(
@@ -157,11 +105,7 @@ def draft_refresh(request: DraftRequest, cache_key: str, llm_block: str | None =
 @task(name="link_draft", **_PERSISTED)
 def link_draft(draft: Draft, page_source: str, inputs: JobInputs, max_links: int, cache_key: str) -> Draft:
     """Add internal-link suggestions to related pages of the last crawl (only where absent, never twice)."""
-    if max_links <= 0:
-        return draft
-    with CrawlStore(get_settings().crawl_store_path) as store:
-        candidates = link_candidates(store, host_of(inputs.base_url), inputs.page_url)
-    return add_internal_links(draft, page_source, candidates, max_links)
+    return link_step(draft, page_source, inputs, max_links)
 
 
 @task(name="validate_draft", **_PERSISTED)
@@ -186,8 +130,7 @@ def publish_edit(job_id: str, draft_sha: str, draft: Draft, fence: int, inputs: 
     """
     ledger = Ledger.open(get_settings().ledger_url)
     try:
-        publisher = MarkdownContentTarget(content_root=Path(inputs.content_root), base_url=inputs.base_url)
-        return publish_once(ledger, publisher, job_id, draft_sha, draft, fence)
+        return publish_once(ledger, publisher_for(inputs), job_id, draft_sha, draft, fence)
     finally:
         ledger.close()
 
@@ -204,10 +147,7 @@ def verify_edit(inputs: JobInputs, draft: Draft, before: Page) -> VerificationRe
 
     A failed check is retried (caches and deploys take a moment) and then reported as it is.
     """
-    result = _with_client(
-        inputs,
-        lambda client, config: verify_published(inputs.page_url, draft, before, client=client, config=config),
-    )
+    result = verify_once(inputs, draft, before)
     if edit_not_visible(result):  # a failed text check, or a transient status such as 503
         # Raise while retries remain so Prefect backs off and looks again; the flow reads the final result.
         context = TaskRunContext.get()

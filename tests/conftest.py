@@ -10,6 +10,7 @@ import os
 import socket
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -79,20 +80,27 @@ def postgres_admin_url() -> str:
     return f"postgresql+psycopg://postgres@{POSTGRES_HOST}:{POSTGRES_PORT}/postgres"
 
 
-@pytest.fixture
-def postgres_url(postgres_admin_url: str) -> Iterator[str]:
-    """A fresh, empty PostgreSQL database for one test (dropped afterwards)."""
+@contextmanager
+def fresh_postgres_database(prefix: str, driver: str = "psycopg") -> Iterator[str]:
+    """Create an empty PostgreSQL database, yield its SQLAlchemy URL (``driver``), drop it afterwards."""
     import psycopg
 
-    name = f"steward_test_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     dsn = f"host={POSTGRES_HOST} port={POSTGRES_PORT} user=postgres dbname=postgres"
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield f"postgresql+psycopg://postgres@{POSTGRES_HOST}:{POSTGRES_PORT}/{name}"
+        yield f"postgresql+{driver}://postgres@{POSTGRES_HOST}:{POSTGRES_PORT}/{name}"
     finally:
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def postgres_url(postgres_admin_url: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test (dropped afterwards)."""
+    with fresh_postgres_database("steward_test") as url:
+        yield url
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.conftest import POSTGRES_HOST, POSTGRES_PORT
+from tests.conftest import fresh_postgres_database
 from tests.e2e.conftest import PREFECT, ROOT, PrefectServer, prefect_server, stop_process
 
 
@@ -40,17 +39,8 @@ def tail(path: Path, lines: int = 40) -> str:
 @pytest.fixture
 def prefect_database_url(postgres_admin_url: str) -> Iterator[str]:
     """A fresh PostgreSQL database for the Prefect server (asyncpg URL), dropped afterwards."""
-    import psycopg
-
-    name = f"steward_prefect_{uuid.uuid4().hex[:12]}"
-    dsn = f"host={POSTGRES_HOST} port={POSTGRES_PORT} user=postgres dbname=postgres"
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+asyncpg://postgres@{POSTGRES_HOST}:{POSTGRES_PORT}/{name}"
-    finally:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_postgres_database("steward_prefect", driver="asyncpg") as url:
+        yield url
 
 
 def prefect_server_on(home: Path, database_url: str) -> AbstractContextManager[PrefectServer]:
