@@ -17,6 +17,7 @@ from sitesteward.audit import diff_pages, pages_needing_refresh
 from sitesteward.crawl import CrawlStore, site_key
 from sitesteward.crawl.limits import HostLimitSpec
 from sitesteward.crawl.shard import ShardPlanner, partition, shard_config
+from sitesteward.facts import FactsCollector
 from sitesteward.models import AuditThresholds, CrawlConfig, CrawlResult, Finding
 from sitesteward.settings import get_settings
 from tasks.audit import audit_pages, audit_site_wide, write_report
@@ -134,7 +135,7 @@ def audit_site(params: AuditParams) -> AuditSummary:
         previous = store.previous_hashes(site)
 
     if params.shards > 1:
-        result = _crawl_in_shards(config, params, hints=list(previous))
+        result = FactsCollector().crawl(_crawl_in_shards(config, params, hints=list(previous)))
     else:
         result = crawl_pages(config, params.host_limit)
     logger.info("crawled %d pages of %s", len(result.pages), site)

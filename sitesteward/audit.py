@@ -18,20 +18,19 @@ Conventions:
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import date
 from functools import lru_cache
 
 from sitesteward.dates import stale_phrases
 from sitesteward.errors import BLOCKED_HTTP_CODES, InvalidUrl
+from sitesteward.facts import CrawlView, PageView
 from sitesteward.models import (
     AuditThresholds,
-    CrawlResult,
     FetchError,
     Finding,
     LinkCheck,
     LinkOutcome,
-    Page,
     PageChange,
     QueryHandling,
     RedirectHop,
@@ -123,19 +122,31 @@ _FETCH_ERROR_CODES: dict[FetchError, str] = {
 }
 
 
+_FINDING_FIELDS = set(Finding.model_fields)
+
+
 def finding(code: str, url: str, detail: str = "", target: str | None = None) -> Finding:
     """Build a finding with the severity :data:`FINDING_CODES` gives ``code``.
 
     Raises:
         KeyError: ``code`` is not a documented code.
     """
-    return Finding(code=code, severity=FINDING_CODES[code][0], url=url, target=target, detail=detail)
+    # model_construct with one shared fields-set: the arguments are typed already, and a validated
+    # model's own fields-set takes 728 bytes, more than the rest of a finding (a big site has millions).
+    return Finding.model_construct(
+        _fields_set=_FINDING_FIELDS,
+        code=code,
+        severity=FINDING_CODES[code][0],
+        url=url,
+        target=target,
+        detail=detail,
+    )
 
 
 # ------------------------------------------------------------------------------------------- helpers
 
 
-@lru_cache(maxsize=131_072)
+@lru_cache(maxsize=32_768)
 def _key(url: str) -> str:
     """The comparison form of a URL (normalised, tracking parameters dropped).
 
@@ -159,14 +170,14 @@ def _robots_tokens(value: str | None) -> set[str]:
     return tokens
 
 
-def is_noindex(page: Page) -> bool:
+def is_noindex(page: PageView) -> bool:
     """True when meta robots/googlebot or the X-Robots-Tag header says noindex (or none)."""
     data_robots = page.data.meta_robots if page.data else None
     tokens = _robots_tokens(data_robots) | _robots_tokens(page.headers.get("x-robots-tag"))
     return bool(tokens & {"noindex", "none"})
 
 
-def _is_ok_html(page: Page) -> bool:
+def _is_ok_html(page: PageView) -> bool:
     """Answered 2xx (or 304 from the snapshot) with parsed HTML and no fetch error, at its own URL.
 
     A URL that redirected is audited as a redirect only: its content belongs to the final URL, which
@@ -177,18 +188,18 @@ def _is_ok_html(page: Page) -> bool:
     return page.not_modified or (page.status is not None and 200 <= page.status < 300)
 
 
-def _is_indexable(page: Page) -> bool:
+def _is_indexable(page: PageView) -> bool:
     return _is_ok_html(page) and not is_noindex(page)
 
 
-def _canonical_elsewhere(page: Page) -> str | None:
+def _canonical_elsewhere(page: PageView) -> str | None:
     if page.data is None or not page.data.canonical:
         return None
     canonical = _key(page.data.canonical)
     return None if canonical in (_key(page.final_url), _key(page.url)) else page.data.canonical
 
 
-def _has_loop(chain: list[RedirectHop], final_url: str | None) -> bool:
+def _has_loop(chain: Sequence[RedirectHop], final_url: str | None) -> bool:
     seen: set[str] = set()
     for hop in chain:
         key = _key(hop.url)
@@ -198,7 +209,7 @@ def _has_loop(chain: list[RedirectHop], final_url: str | None) -> bool:
     return final_url is not None and bool(chain) and _key(final_url) in seen
 
 
-def _chain_text(chain: list[RedirectHop], final_url: str | None) -> str:
+def _chain_text(chain: Sequence[RedirectHop], final_url: str | None) -> str:
     steps = [f"{hop.url} ({hop.status})" for hop in chain]
     if final_url:
         steps.append(final_url)
@@ -225,7 +236,7 @@ def sort_findings(findings: Iterable[Finding]) -> list[Finding]:
 # ------------------------------------------------------------------------------------------- per page
 
 
-def audit_page(page: Page, thresholds: AuditThresholds, *, today: date) -> list[Finding]:
+def audit_page(page: PageView, thresholds: AuditThresholds, *, today: date) -> list[Finding]:
     """Run the per-page checks on one crawled page (pure: batch it freely).
 
     Args:
@@ -304,8 +315,8 @@ def audit_page(page: Page, thresholds: AuditThresholds, *, today: date) -> list[
 class _Site:
     """Look-ups over one crawl: pages and link checks by comparison key, sitemap membership."""
 
-    def __init__(self, result: CrawlResult) -> None:
-        self.pages: dict[str, Page] = {}
+    def __init__(self, result: CrawlView) -> None:
+        self.pages: dict[str, PageView] = {}
         for page in result.pages:
             self.pages.setdefault(_key(page.url), page)
         for page in result.pages:  # a link to the final URL of a redirect reaches the same document
@@ -318,15 +329,15 @@ class _Site:
             self.sitemap_of.setdefault(_key(entry.url), entry.sitemap)
         self.robots_disallowed = {_key(url) for url in result.robots_disallowed}
 
-    def in_sitemap(self, page: Page) -> bool:
+    def in_sitemap(self, page: PageView) -> bool:
         return page.in_sitemap or _key(page.url) in self.sitemap_of
 
-    def page_redirects(self, page: Page, key: str) -> bool:
+    def page_redirects(self, page: PageView, key: str) -> bool:
         """The page was reached through redirects and ``key`` names the redirecting URL."""
         return bool(page.redirect_chain) and key != _key(page.final_url)
 
 
-def _link_findings(site: _Site, holder: Page, thresholds: AuditThresholds) -> list[Finding]:
+def _link_findings(site: _Site, holder: PageView, thresholds: AuditThresholds) -> list[Finding]:
     assert holder.data is not None
     found: list[Finding] = []
     for link in holder.data.links:
@@ -341,7 +352,9 @@ def _link_findings(site: _Site, holder: Page, thresholds: AuditThresholds) -> li
     return found
 
 
-def _internal_link_findings(site: _Site, holder: Page, href: str, key: str, target: Page) -> list[Finding]:
+def _internal_link_findings(
+    site: _Site, holder: PageView, href: str, key: str, target: PageView
+) -> list[Finding]:
     found: list[Finding] = []
     url = holder.url
     if site.page_redirects(target, key):
@@ -354,7 +367,7 @@ def _internal_link_findings(site: _Site, holder: Page, href: str, key: str, targ
 
 
 def _checked_link_findings(
-    holder: Page, href: str, check: LinkCheck, thresholds: AuditThresholds
+    holder: PageView, href: str, check: LinkCheck, thresholds: AuditThresholds
 ) -> list[Finding]:
     url = holder.url
     status = f" ({check.status})" if check.status is not None else ""
@@ -385,7 +398,7 @@ def _checked_link_findings(
     return found
 
 
-def _redirect_findings(page: Page, thresholds: AuditThresholds) -> list[Finding]:
+def _redirect_findings(page: PageView, thresholds: AuditThresholds) -> list[Finding]:
     chain = page.redirect_chain
     if page.error == FetchError.redirect_loop or _has_loop(chain, page.final_url if chain else None):
         return [finding("redirect_loop", page.url, _chain_text(chain, None) or (page.error_detail or ""))]
@@ -397,9 +410,9 @@ def _redirect_findings(page: Page, thresholds: AuditThresholds) -> list[Finding]
     return []
 
 
-def _duplicate_findings(pages: list[Page]) -> list[Finding]:
-    titles: dict[str, list[Page]] = defaultdict(list)
-    descriptions: dict[str, list[Page]] = defaultdict(list)
+def _duplicate_findings(pages: Sequence[PageView]) -> list[Finding]:
+    titles: dict[str, list[PageView]] = defaultdict(list)
+    descriptions: dict[str, list[PageView]] = defaultdict(list)
     for page in pages:
         # A page that names another canonical is a declared duplicate, not an accidental one.
         if not _is_indexable(page) or _canonical_elsewhere(page) is not None:
@@ -422,7 +435,7 @@ def _duplicate_findings(pages: list[Page]) -> list[Finding]:
     return found
 
 
-def _canonical_findings(site: _Site, page: Page) -> list[Finding]:
+def _canonical_findings(site: _Site, page: PageView) -> list[Finding]:
     if not _is_indexable(page):
         return []
     canonical = _canonical_elsewhere(page)
@@ -451,7 +464,7 @@ def _canonical_findings(site: _Site, page: Page) -> list[Finding]:
     return [finding("canonical_mismatch", page.url, f"canonical is {canonical}", canonical)]
 
 
-def _sitemap_findings(site: _Site, result: CrawlResult) -> list[Finding]:
+def _sitemap_findings(site: _Site, result: CrawlView) -> list[Finding]:
     found: list[Finding] = []
     for problem in result.sitemap_problems:
         found.append(finding("sitemap_error", problem.sitemap, problem.detail))
@@ -479,9 +492,7 @@ def _sitemap_findings(site: _Site, result: CrawlResult) -> list[Finding]:
     return found
 
 
-def audit_site(
-    result: CrawlResult, page_findings: list[Finding], thresholds: AuditThresholds
-) -> list[Finding]:
+def audit_site(result: CrawlView, page_findings: list[Finding], thresholds: AuditThresholds) -> list[Finding]:
     """Run the site-wide checks and merge them with the per-page findings.
 
     Args:
@@ -530,7 +541,7 @@ def audit_site(
 # ------------------------------------------------------------------------------------------- changes
 
 
-def diff_pages(previous: dict[str, str], pages: list[Page]) -> dict[str, PageChange]:
+def diff_pages(previous: dict[str, str], pages: Sequence[PageView]) -> dict[str, PageChange]:
     """Compare this crawl's main-text hashes with the last crawl's.
 
     A page is ``new`` when the last crawl did not know it, ``changed`` / ``unchanged`` by its main-text
@@ -571,7 +582,7 @@ def diff_pages(previous: dict[str, str], pages: list[Page]) -> dict[str, PageCha
     return changes
 
 
-def text_hashes(pages: list[Page]) -> dict[str, str]:
+def text_hashes(pages: Sequence[PageView]) -> dict[str, str]:
     """URL → main-text hash of the parsed pages: the ``previous`` of the next :func:`diff_pages`."""
     return {page.url: page.data.text_hash for page in pages if _is_ok_html(page) and page.data is not None}
 
@@ -591,7 +602,7 @@ def pages_needing_refresh(findings: Iterable[Finding]) -> list[str]:
         findings: An audit's findings.
 
     Returns:
-        Page URLs, most urgent first.
+        PageView URLs, most urgent first.
     """
     score: dict[str, int] = defaultdict(int)
     for item in findings:

@@ -294,7 +294,7 @@ def _host_cached(url: str) -> str:
     return host_of(url)
 
 
-@lru_cache(maxsize=131_072)
+@lru_cache(maxsize=32_768)
 def _resolve_cached(href: str, base: str, query_handling: QueryHandling) -> str | None:
     absolute = absolutize(href, base)
     if absolute is None:

@@ -8,41 +8,47 @@ from __future__ import annotations
 
 import csv
 import html
-import io
 import os
 import tempfile
 from collections import Counter
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TextIO
+
+from pydantic import TypeAdapter
 
 from sitesteward.audit import FINDING_CODES, sort_findings
-from sitesteward.models import AuditReport, CrawlResult, Finding, Page, PageChange, Severity
+from sitesteward.facts import CrawlView, PageView
+from sitesteward.models import AuditReport, Finding, PageChange, PageRow, Severity
 
+_ANY: TypeAdapter[object] = TypeAdapter(object)
+_ROW: TypeAdapter[PageRow] = TypeAdapter(PageRow)
 CSV_COLUMNS = ("code", "severity", "url", "target", "detail")
 _SEVERITY_WEIGHT = {Severity.error: 100, Severity.warning: 10, Severity.notice: 1}
 _SEVERITY_ORDER = (Severity.error, Severity.warning, Severity.notice)
 
 
-def _page_row(page: Page, change: PageChange | None, finding_count: int) -> dict[str, object]:
+def _page_row(page: PageView, change: PageChange | None, finding_count: int) -> PageRow:
     data = page.data
-    return {
-        "url": page.url,
-        "final_url": page.final_url,
-        "status": page.status,
-        "title": data.title if data else None,
-        "word_count": data.word_count if data else None,
-        "change": change.value if change else None,
-        "depth": page.depth,
-        "error": page.error.value if page.error else None,
-        "not_modified": page.not_modified,
-        "in_sitemap": page.in_sitemap,
-        "elapsed_ms": round(page.elapsed_ms, 1),
-        "bytes": page.bytes,
-        "findings": finding_count,
-    }
+    return PageRow(
+        url=page.url,
+        final_url=page.final_url,
+        status=page.status,
+        title=data.title if data else None,
+        word_count=data.word_count if data else None,
+        change=change.value if change else None,
+        depth=page.depth,
+        error=page.error.value if page.error else None,
+        not_modified=page.not_modified,
+        in_sitemap=page.in_sitemap,
+        elapsed_ms=round(page.elapsed_ms, 1),
+        bytes=page.bytes,
+        findings=finding_count,
+    )
 
 
 def build_report(
-    result: CrawlResult,
+    result: CrawlView,
     findings: list[Finding],
     changes: dict[str, PageChange],
     *,
@@ -98,22 +104,52 @@ def build_report(
     )
 
 
-def _atomic_write(path: Path, text: str, *, newline: str | None = None) -> None:
+def _atomic_write(path: Path, write: Callable[[TextIO], None], *, newline: str | None = None) -> None:
+    """Run ``write`` on a temporary file next to ``path``, then rename it over ``path``.
+
+    The content is streamed, never built as one string: a 100,000-page report would otherwise hold a
+    second copy of itself (about 1.5 KB a page) just to be written.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline=newline) as stream:
-            stream.write(text)
+            write(stream)
         Path(temporary).replace(path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
 
 
+def _json(value: object, *, indent: int | None = None) -> str:
+    return _ANY.dump_json(value, indent=indent).decode("utf-8")
+
+
+def _write_array(stream: TextIO, name: str, items: Iterable[str]) -> None:
+    stream.write(f'  "{name}": [')
+    empty = True
+    for item in items:
+        stream.write("\n    " if empty else ",\n    ")
+        stream.write(item)
+        empty = False
+    stream.write("],\n" if empty else "\n  ],\n")
+
+
+def _write_report(report: AuditReport, stream: TextIO) -> None:
+    # The same JSON as report.model_dump_json(), written piece by piece, one page row or finding a line.
+    stream.write("{\n")
+    for name in ("site", "started", "finished"):
+        stream.write(f'  "{name}": {_json(getattr(report, name))},\n')
+    _write_array(stream, "pages", (_ROW.dump_json(row).decode("utf-8") for row in report.pages))
+    _write_array(stream, "findings", (item.model_dump_json() for item in report.findings))
+    stats = _json(report.stats, indent=2).replace("\n", "\n  ")
+    stream.write(f'  "stats": {stats}\n}}\n')
+
+
 def write_json(report: AuditReport, path: str | Path) -> Path:
     """Write the report as JSON (atomically: a reader never sees half a file). Returns the path."""
     target = Path(path)
-    _atomic_write(target, report.model_dump_json(indent=2) + "\n")
+    _atomic_write(target, lambda stream: _write_report(report, stream))
     return target
 
 
@@ -124,14 +160,16 @@ def _csv_cell(value: str) -> str:
 
 def write_csv(findings: list[Finding], path: str | Path) -> Path:
     """Write findings as CSV with the columns code, severity, url, target, detail. Returns the path."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    for item in sort_findings(findings):
-        row = (item.code, item.severity.value, item.url, item.target or "", item.detail)
-        writer.writerow([_csv_cell(cell) for cell in row])
+
+    def write(stream: TextIO) -> None:
+        writer = csv.writer(stream, lineterminator="\n")
+        writer.writerow(CSV_COLUMNS)
+        for item in sort_findings(findings):
+            row = (item.code, item.severity.value, item.url, item.target or "", item.detail)
+            writer.writerow([_csv_cell(cell) for cell in row])
+
     target = Path(path)
-    _atomic_write(target, buffer.getvalue(), newline="")
+    _atomic_write(target, write, newline="")
     return target
 
 
@@ -190,7 +228,7 @@ def summary_markdown(report: AuditReport, *, max_rows: int = 10) -> str:
     else:
         lines += ["No findings.", ""]
     changes = {change.value: 0 for change in PageChange}
-    changes.update(Counter(str(row.get("change")) for row in report.pages if row.get("change")))
+    changes.update(Counter(row.change for row in report.pages if row.change))
     removed = stats.get("removed")
     removed_urls = [str(url) for url in removed] if isinstance(removed, list) else []
     changes[PageChange.removed.value] = len(removed_urls)
@@ -203,9 +241,9 @@ def summary_markdown(report: AuditReport, *, max_rows: int = 10) -> str:
     for label, urls in (
         (
             "Changed",
-            [str(row["url"]) for row in report.pages if row.get("change") == PageChange.changed.value],
+            [row.url for row in report.pages if row.change == PageChange.changed.value],
         ),
-        ("New", [str(row["url"]) for row in report.pages if row.get("change") == PageChange.new.value]),
+        ("New", [row.url for row in report.pages if row.change == PageChange.new.value]),
         ("Removed", removed_urls),
     ):
         if urls:

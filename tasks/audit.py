@@ -12,12 +12,15 @@ from typing import Any
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.context import TaskRunContext
+from pydantic import TypeAdapter
 
 from sitesteward import audit, report
-from sitesteward.models import AuditReport, AuditThresholds, CrawlResult, Finding, Page, PageChange
+from sitesteward.facts import AuditCrawl, PageFacts
+from sitesteward.models import AuditReport, AuditThresholds, Finding, PageChange
 from tasks.common import CODE_VERSION, stable_hash
 
-_VOLATILE = {"fetched_at", "elapsed_ms"}
+_VOLATILE = {"elapsed_ms"}
+_FACTS: TypeAdapter[PageFacts] = TypeAdapter(PageFacts)
 
 
 def _batch_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
@@ -25,7 +28,7 @@ def _batch_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
     # depends on it) and the code version. A changed page changes its text hash and so the key.
     digest = hashlib.sha256()
     for page in parameters["pages"]:
-        digest.update(page.model_dump_json(exclude=_VOLATILE).encode())
+        digest.update(_FACTS.dump_json(page, exclude=_VOLATILE))
     return "audit_pages:" + stable_hash(
         digest.hexdigest(), parameters["thresholds"], parameters["today"], CODE_VERSION
     )
@@ -38,7 +41,7 @@ def _batch_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
     result_serializer="json",
     retries=0,
 )
-def audit_pages(pages: list[Page], thresholds: AuditThresholds, today: date) -> list[Finding]:
+def audit_pages(pages: list[PageFacts], thresholds: AuditThresholds, today: date) -> list[Finding]:
     """Per-page checks for one batch of pages."""
     findings: list[Finding] = []
     for page in pages:
@@ -48,7 +51,7 @@ def audit_pages(pages: list[Page], thresholds: AuditThresholds, today: date) -> 
 
 @task(name="audit_site_wide", persist_result=False)
 def audit_site_wide(
-    result: CrawlResult, page_findings: list[Finding], thresholds: AuditThresholds
+    result: AuditCrawl, page_findings: list[Finding], thresholds: AuditThresholds
 ) -> list[Finding]:
     """Checks that need the whole crawl: duplicates, links, redirects, canonicals, sitemaps, orphans."""
     return audit.audit_site(result, page_findings, thresholds)
@@ -56,7 +59,7 @@ def audit_site_wide(
 
 @task(name="write_report", persist_result=False)
 def write_report(
-    result: CrawlResult,
+    result: AuditCrawl,
     findings: list[Finding],
     changes: dict[str, PageChange],
     json_path: Path | None,

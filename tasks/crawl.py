@@ -7,14 +7,15 @@ within the same run.
 
 from __future__ import annotations
 
-import asyncio
 import re
 
 from prefect import task
 
-from sitesteward.crawl import CrawlStore, crawl_site
+from sitesteward.aio import run_sync
+from sitesteward.crawl import CrawlStore
 from sitesteward.crawl.limits import HostLimitSpec
 from sitesteward.crawl.shard import PinnedSiteStore, crawl_limited, discovery_config
+from sitesteward.facts import AuditCrawl, FactsCollector
 from sitesteward.models import CrawlConfig, CrawlResult
 from sitesteward.settings import get_settings
 from tasks.progress import ProgressReporter
@@ -26,8 +27,11 @@ def _artifact_key(site: str) -> str:
 
 
 @task(name="crawl_pages", retries=0, persist_result=False, log_prints=False)
-def crawl_pages(config: CrawlConfig, limit: HostLimitSpec | None = None) -> CrawlResult:
+def crawl_pages(config: CrawlConfig, limit: HostLimitSpec | None = None) -> AuditCrawl:
     """Crawl the site (spider, sitemaps, link checks) with conditional requests against the store.
+
+    Pages come back as :class:`~sitesteward.facts.PageFacts`, made as each page arrives: the store
+    keeps the whole pages, and the audit never holds them (about a third of the memory per page).
 
     Args:
         config: The crawl.
@@ -35,17 +39,19 @@ def crawl_pages(config: CrawlConfig, limit: HostLimitSpec | None = None) -> Craw
     """
     settings = get_settings()
     reporter = ProgressReporter(_artifact_key(config.start_urls[0]))
+    collector = FactsCollector()
     with CrawlStore(settings.crawl_store_path) as store:
         # The task is sync so any flow (sync or async) can call it; the crawler runs its own loop.
-        if limit is None or limit.backend == "local":
-            return asyncio.run(crawl_site(config, store=store, on_progress=reporter))
-        return asyncio.run(crawl_limited(config, store=store, limit=limit, on_progress=reporter))
+        crawl = crawl_limited(
+            config, store=store, limit=limit, on_progress=reporter, on_page=collector, collect_pages=False
+        )
+        return collector.crawl(run_sync(crawl))
 
 
 @task(name="discover_site", retries=0, persist_result=False, log_prints=False)
 def discover_site(config: CrawlConfig, limit: HostLimitSpec | None = None) -> CrawlResult:
     """Read robots.txt and the sitemaps of the site (no page): the seed of a sharded crawl."""
-    return asyncio.run(crawl_limited(discovery_config(config), limit=limit))
+    return run_sync(crawl_limited(discovery_config(config), limit=limit))
 
 
 @task(
@@ -68,4 +74,4 @@ def crawl_shard(
     """
     reporter = ProgressReporter(f"{_artifact_key(site)}-shard-{index}"[:100])
     with PinnedSiteStore(get_settings().crawl_store_path, site) as store:
-        return asyncio.run(crawl_limited(config, store=store, limit=limit, on_progress=reporter))
+        return run_sync(crawl_limited(config, store=store, limit=limit, on_progress=reporter))

@@ -139,6 +139,8 @@ async def crawl_limited(
     store: CrawlStore | None = None,
     limit: HostLimitSpec | None = None,
     on_progress: Callable[[CrawlProgress], None] | None = None,
+    on_page: Callable[[Page], None] | None = None,
+    collect_pages: bool = True,
 ) -> CrawlResult:
     """:func:`~sitesteward.crawl.crawl_site` under the host limit ``limit`` describes.
 
@@ -152,7 +154,14 @@ async def crawl_limited(
         timeout_seconds=config.timeout_seconds,
     ) as limiter:
         local = config if limiter is None else config.model_copy(update={"requests_per_second": None})
-        return await crawl_site(local, store=store, limiter=limiter, on_progress=on_progress)
+        return await crawl_site(
+            local,
+            store=store,
+            limiter=limiter,
+            on_progress=on_progress,
+            on_page=on_page,
+            collect_pages=collect_pages,
+        )
 
 
 def _normal(url: str, query: QueryHandling) -> str | None:

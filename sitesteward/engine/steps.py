@@ -20,6 +20,7 @@ from typing import Protocol, TypeVar
 
 import httpx
 
+from sitesteward.aio import run_sync
 from sitesteward.crawl import AddressGuard, CrawlStore, build_client
 from sitesteward.draft import Drafter, DraftRequest, DraftResult
 from sitesteward.errors import RETRY_HTTP_CODES, TransientError
@@ -108,7 +109,7 @@ def run_with_client(inputs: JobInputs, work: Callable[[httpx.AsyncClient, CrawlC
         async with build_client(config, guard, user_agent=get_settings().user_agent) as client:
             return await work(client, config)
 
-    return asyncio.run(_go())
+    return run_sync(_go())
 
 
 def publisher_for(inputs: JobInputs) -> MarkdownContentTarget:

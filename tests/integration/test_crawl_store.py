@@ -104,3 +104,27 @@ def test_recent_external_link_checks_are_reused_and_old_ones_asked_again(tmp_pat
             fresh = quick_config(site.url("/"), link_check_max_age_hours=0)
             run(crawl_site(fresh, store=store))
             assert other.hits("/ref") == 2  # max age 0: always asked
+
+
+def test_result_pages_are_slim_and_the_store_keeps_the_rest(server: ScriptedServer) -> None:
+    # Memory per crawled page is what bounds a 100k-page audit: validators and empty containers
+    # are left off (or shared by) the result's pages, while the snapshot keeps everything.
+    for path in ("/a", "/b"):
+        server.handle(
+            path,
+            lambda request, path=path: Reply(
+                body=f"<main><h1>{path}</h1><p>text of {path}</p></main>",
+                headers={"ETag": f'"{path}"', "X-Robots-Tag": "nofollow"},
+            ),
+        )
+    config = quick_config([server.url("/a"), server.url("/b")], list_mode=True)
+    with CrawlStore() as store:
+        result = run(crawl_site(config, store=store))
+        snapshot = store.load_page(result.site, server.url("/a"))
+    first, second = result.pages
+    assert first.data is not None and second.data is not None
+    assert "etag" not in first.headers and first.headers["x-robots-tag"] == "nofollow"
+    assert first.data.images == [] and first.data.images is second.data.images  # one shared empty list
+    assert first.content_type is second.content_type  # interned
+    assert snapshot is not None and snapshot.headers["etag"] == '"/a"'
+    assert snapshot.data is not None and "text of /a" in snapshot.data.main_text

@@ -18,6 +18,7 @@ from sitesteward.audit import (
     pages_needing_refresh,
     text_hashes,
 )
+from sitesteward.facts import FactsCollector
 from sitesteward.models import (
     AuditThresholds,
     CrawlResult,
@@ -76,8 +77,16 @@ def crawl(pages: list[Page], **fields: Any) -> CrawlResult:
 
 
 def site_findings(result: CrawlResult, thresholds: AuditThresholds = T) -> list[Finding]:
+    """The audit of ``result``, checked to be the same on its pages and on their compact facts."""
     page_findings = [item for p in result.pages for item in audit_page(p, thresholds, today=TODAY)]
-    return audit_site(result, page_findings, thresholds)
+    findings = audit_site(result, page_findings, thresholds)
+    facts = FactsCollector().crawl(result)
+    fact_findings = [item for p in facts.pages for item in audit_page(p, thresholds, today=TODAY)]
+    assert fact_findings == page_findings  # the facts hold everything the per-page checks read
+    assert audit_site(facts, fact_findings, thresholds) == findings  # and the site-wide ones
+    assert diff_pages({}, facts.pages) == diff_pages({}, result.pages)
+    assert text_hashes(facts.pages) == text_hashes(result.pages)
+    return findings
 
 
 def codes(findings: list[Finding]) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -72,7 +73,7 @@ def _report() -> AuditReport:
 def test_build_report_pages_and_stats() -> None:
     report = _report()
     first = report.pages[0]
-    assert first == {
+    assert dataclasses.asdict(first) == {
         "url": SITE + "/",
         "final_url": SITE + "/",
         "status": 200,
@@ -87,7 +88,7 @@ def test_build_report_pages_and_stats() -> None:
         "bytes": 0,
         "findings": 2,
     }
-    assert report.pages[2]["error"] == "timeout" and report.pages[2]["title"] is None
+    assert report.pages[2].error == "timeout" and report.pages[2].title is None
     stats = report.stats
     assert stats["pages"] == 4 and stats["pages_fetched"] == 3 and stats["pages_errors"] == 1
     assert stats["pages_not_modified"] == 1
