@@ -150,9 +150,9 @@ def audit_site(params: AuditParams) -> AuditSummary:
         batch_task.submit(quote(result.pages[i : i + params.batch_size]), thresholds, today)  # type: ignore[call-overload]
         for i in range(0, len(result.pages), params.batch_size)
     ]
-    page_findings = [finding for future in futures for finding in future.result()]
+    page_findings = [finding for future in futures for finding in future.result().findings]
     # audit_site_wide returns the page findings too, merged and de-duplicated with the site-wide ones.
-    findings = audit_site_wide(quote(result), quote(page_findings), thresholds)  # type: ignore[call-overload]
+    findings = audit_site_wide(quote(result), quote(page_findings), thresholds).findings  # type: ignore[call-overload]
     changes = diff_pages(previous, result.pages)
     built = write_report(  # type: ignore[call-overload]
         quote(result),

@@ -146,7 +146,7 @@ def finding(code: str, url: str, detail: str = "", target: str | None = None) ->
 # ------------------------------------------------------------------------------------------- helpers
 
 
-@lru_cache(maxsize=32_768)
+@lru_cache(maxsize=8_192)
 def _key(url: str) -> str:
     """The comparison form of a URL (normalised, tracking parameters dropped).
 

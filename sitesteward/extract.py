@@ -289,12 +289,12 @@ def _read_jsonld(root: Any) -> list[str]:
     return types
 
 
-@lru_cache(maxsize=32_768)
+@lru_cache(maxsize=8_192)
 def _host_cached(url: str) -> str:
     return host_of(url)
 
 
-@lru_cache(maxsize=32_768)
+@lru_cache(maxsize=8_192)
 def _resolve_cached(href: str, base: str, query_handling: QueryHandling) -> str | None:
     absolute = absolutize(href, base)
     if absolute is None:

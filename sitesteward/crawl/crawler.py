@@ -2,8 +2,10 @@
 
 Memory stays bounded on big sites: the frontier never holds more than ``max_pages`` URLs, the set of
 seen URLs is capped (past the cap, discovered URLs are only counted), pages in the result carry no
-main text (the store keeps it), identical ``Link`` objects are shared between pages, and snapshots
-are written to the store in batches while the crawl runs.
+main text and no validators (the store keeps them), identical ``Link`` objects and empty containers
+are shared between pages, and snapshots are written to the store in batches while the crawl runs. An
+audit collects no pages at all: it turns each into compact facts as it arrives
+(:class:`sitesteward.facts.FactsCollector` as ``on_page``, with ``collect_pages=False``).
 """
 
 from __future__ import annotations
@@ -92,12 +94,12 @@ def site_key(config: CrawlConfig) -> str:
         return first
 
 
-@lru_cache(maxsize=32_768)
+@lru_cache(maxsize=8_192)
 def _host_cached(url: str) -> str:
     return host_of(url)
 
 
-@lru_cache(maxsize=32_768)
+@lru_cache(maxsize=8_192)
 def _try_normalize(url: str, query: QueryHandling) -> str | None:
     # Cached: every page repeats the site's navigation, and links arrive normalised already.
     try:
