@@ -16,13 +16,13 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Annotated, Protocol
+from typing import Protocol
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict
 from pydantic.dataclasses import dataclass
 
 from sitesteward.models import (
-    Contract,
+    CrawlBase,
     CrawlResult,
     FetchError,
     Image,
@@ -170,18 +170,10 @@ class PageFacts:
         return {"x-robots-tag": self.x_robots_tag} if self.x_robots_tag is not None else _EMPTY_HEADERS
 
 
-class AuditCrawl(Contract):
+class AuditCrawl(CrawlBase):
     """A crawl as the audit takes it: :class:`CrawlResult` with :class:`PageFacts` for pages."""
 
-    site: str
-    started: datetime
-    finished: datetime
     pages: list[PageFacts]
-    link_checks: list[LinkCheck] = Field(default_factory=list)
-    sitemap_entries: list[SitemapEntry] = Field(default_factory=list)
-    sitemap_problems: list[SitemapProblem] = Field(default_factory=list)
-    robots_disallowed: list[str] = Field(default_factory=list)
-    out_of_budget: Annotated[int, Field(ge=0)] = 0
 
 
 class FactsCollector:
@@ -236,17 +228,7 @@ class FactsCollector:
     def crawl(self, result: CrawlResult) -> AuditCrawl:
         """``result`` (its pages, if it collected any, then this collector's facts) as an ``AuditCrawl``."""
         pages = [self.facts_of(page) for page in result.pages] + self.facts
-        return AuditCrawl(
-            site=result.site,
-            started=result.started,
-            finished=result.finished,
-            pages=pages,
-            link_checks=result.link_checks,
-            sitemap_entries=result.sitemap_entries,
-            sitemap_problems=result.sitemap_problems,
-            robots_disallowed=result.robots_disallowed,
-            out_of_budget=result.out_of_budget,
-        )
+        return AuditCrawl(**{name: getattr(result, name) for name in CrawlBase.model_fields}, pages=pages)
 
     def _shared(self, link: Link) -> Link:
         # The checks read a link's href only: one Link per distinct target, whatever its anchor text.

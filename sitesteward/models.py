@@ -189,13 +189,12 @@ class SitemapProblem(Contract):
     detail: str
 
 
-class CrawlResult(Contract):
-    """Everything a crawl learnt about a site."""
+class CrawlBase(Contract):
+    """What a crawl learnt about a site besides its pages (:class:`CrawlResult` adds them)."""
 
     site: str
     started: datetime
     finished: datetime
-    pages: list[Page]
     link_checks: list[LinkCheck] = Field(default_factory=list)
     sitemap_entries: list[SitemapEntry] = Field(default_factory=list)
     sitemap_problems: list[SitemapProblem] = Field(default_factory=list)
@@ -203,6 +202,12 @@ class CrawlResult(Contract):
         default_factory=list, description="URLs skipped because of robots.txt."
     )
     out_of_budget: int = Field(default=0, description="URLs discovered but not fetched (max_pages/depth).")
+
+
+class CrawlResult(CrawlBase):
+    """Everything a crawl learnt about a site."""
+
+    pages: list[Page]
 
 
 # --------------------------------------------------------------------------------------------- audit
