@@ -36,12 +36,18 @@ def test_run_sync_returns_the_result_without_rendering_it() -> None:
 @pytest.mark.skipif(sys.version_info >= (3, 12), reason="the getsignal repr happens on CPython 3.11")
 def test_plain_asyncio_run_renders_the_result_on_3_11() -> None:
     # The cost run_sync avoids, shown on the same object: asyncio.run's SIGINT handling formats the
-    # main task (and with it the result) into an error message it discards.
-    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        pytest.skip("asyncio.run installs its SIGINT handler only over the default one")
-    value = _Counted()
-    assert asyncio.run(_make(value)) is value
-    assert value.reprs >= 1
+    # main task (and with it the result) into an error message it discards. It installs its handler
+    # only over the default one, as in the CLI's main thread; an earlier test may have changed it.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        value = _Counted()
+        assert asyncio.run(_make(value)) is value
+        assert value.reprs >= 1
+        counted = _Counted()
+        assert run_sync(_make(counted)) is counted
+        assert counted.reprs == 0  # and run_sync, under the same handler, does not
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_run_sync_propagates_exceptions() -> None:
