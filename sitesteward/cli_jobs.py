@@ -8,21 +8,27 @@ a parked job is continued in this process.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markdown import Markdown
 from rich.table import Table
 
-from sitesteward.ledger import ApprovalRefused, Channel, Decision, JobRecord, JobState, Ledger, UnknownJob
+from sitesteward import ledger as ledger_module
+from sitesteward.ledger import Channel, Decision, JobRecord, JobState
 from sitesteward.settings import get_settings
+
+if TYPE_CHECKING:  # the store brings SQLAlchemy: loaded by the commands that open the ledger only
+    from sitesteward.ledger import Ledger
 
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
 
 
 def _ledger() -> Ledger:
+    from sitesteward.ledger import Ledger
+
     return Ledger.open(get_settings().ledger_url)
 
 
@@ -94,7 +100,7 @@ def show(
     try:
         try:
             job = ledger.get_job(job_id)
-        except UnknownJob as exc:
+        except ledger_module.UnknownJob as exc:
             raise _fail(f"no job {job_id}") from exc
         record: dict[str, Any] = {
             "job": job.model_dump(mode="json"),
@@ -192,7 +198,7 @@ def decide(
     try:
         try:
             job = ledger.get_job(job_id)
-        except UnknownJob as exc:
+        except ledger_module.UnknownJob as exc:
             raise _fail(f"no job {job_id}") from exc
         if job.state is not JobState.awaiting_review or not job.draft_sha:
             raise _fail(f"job {job_id} is {job.state.value}, not awaiting review")
@@ -207,7 +213,7 @@ def decide(
             ledger.decide(
                 job_id, job.draft_sha, decision, reviewer=reviewer, channel=Channel.cli, notes=notes
             )
-        except ApprovalRefused as exc:
+        except ledger_module.ApprovalRefused as exc:
             raise _fail(str(exc)) from exc
     finally:
         ledger.close()

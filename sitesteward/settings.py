@@ -69,6 +69,15 @@ class Settings(BaseSettings):
         default=False,
         description="The demo command only: it approves its own drafts (CI). Flows never read it.",
     )
+    extract_processes: int | None = Field(
+        default=None,
+        ge=0,
+        le=64,
+        description=(
+            "Worker processes that parse crawled HTML beside the crawler's own thread. Unset: one on a "
+            "machine with two or more cores, none on one core; 0: parse in the crawler's thread only."
+        ),
+    )
     fault_points: str = Field(
         default="",
         description="Tests only: comma-separated fault points to arm (name=action).",

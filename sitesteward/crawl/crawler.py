@@ -22,10 +22,10 @@ from typing import Any
 
 import httpx
 
+from sitesteward.crawl.extraction import build_page_async
 from sitesteward.crawl.fetch import ACCEPT_HTML, Exchange, Fetcher, build_client
 from sitesteward.crawl.guard import AddressGuard, Resolver
 from sitesteward.crawl.limits import HostLimiter, SharedPoliteness
-from sitesteward.crawl.page import build_page
 from sitesteward.crawl.politeness import Politeness
 from sitesteward.crawl.progress import CrawlProgress
 from sitesteward.crawl.robots import RobotsCache, origin_of
@@ -365,7 +365,7 @@ class _Crawl:
             self._robots_skip(exchange.robots_blocked)
         if page is None:
             final_internal = self.scope.is_internal(exchange.final_url)
-            page = build_page(
+            page = await build_page_async(
                 exchange,
                 url=url,
                 depth=depth,

@@ -8,6 +8,8 @@ Usage::
     job = ledger.transition(job.job_id, JobState.compared, expected_version=fence)
 """
 
+from typing import TYPE_CHECKING, Any
+
 from sitesteward.ledger.clock import Clock, ManualClock, SystemClock
 from sitesteward.ledger.evidence import GENESIS, canonical_json
 from sitesteward.ledger.records import (
@@ -36,19 +38,47 @@ from sitesteward.ledger.states import (
     is_live,
     is_terminal,
 )
-from sitesteward.ledger.store import (
-    KEEP,
-    PUBLISH_STEP,
-    ApprovalRefused,
-    LeaseHeld,
-    Ledger,
-    LedgerUnavailable,
-    UnknownJob,
-    create_ledger_engine,
-    effect_key,
-    job_id_for,
-    page_key_for,
+
+if TYPE_CHECKING:
+    from sitesteward.ledger.store import (
+        KEEP,
+        PUBLISH_STEP,
+        ApprovalRefused,
+        LeaseHeld,
+        Ledger,
+        LedgerUnavailable,
+        UnknownJob,
+        create_ledger_engine,
+        effect_key,
+        job_id_for,
+        page_key_for,
+    )
+
+#: Loaded on first use: the store brings SQLAlchemy (~0.2 s), which an audit never needs.
+_STORE_NAMES = frozenset(
+    {
+        "KEEP",
+        "PUBLISH_STEP",
+        "ApprovalRefused",
+        "LeaseHeld",
+        "Ledger",
+        "LedgerUnavailable",
+        "UnknownJob",
+        "create_ledger_engine",
+        "effect_key",
+        "job_id_for",
+        "page_key_for",
+    }
 )
+
+
+def __getattr__(name: str) -> Any:
+    if name in _STORE_NAMES:
+        from sitesteward.ledger import store
+
+        return getattr(store, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "FORWARD_ORDER",

@@ -18,16 +18,19 @@ No retries happen here: transient errors propagate and leave the intent pending,
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
 from sitesteward.errors import PermanentError, PolicyViolation
 from sitesteward.faults import fault_point
-from sitesteward.ledger import PUBLISH_STEP, EffectRecord, EffectStatus, JobState, Ledger, effect_key
+from sitesteward.ledger import EffectRecord, EffectStatus, JobState
 from sitesteward.ledger.evidence import canonical_json, sha256_text
 from sitesteward.models import Contract, Draft, Edit
 from sitesteward.publish.base import Publisher, Target
+
+if TYPE_CHECKING:  # the store (SQLAlchemy) loads when a publish runs, not when a block module is imported
+    from sitesteward.ledger import Ledger
 
 
 class PublishOutcome(Contract):
@@ -80,6 +83,8 @@ def publish_once(
         PermanentError: the publisher refused (e.g. EditConflict); the effect is marked failed.
         TransientError: the target was unreachable; the intent stays pending for the retry to reconcile.
     """
+    from sitesteward.ledger.store import PUBLISH_STEP, effect_key
+
     key = effect_key(job_id, PUBLISH_STEP, draft_sha)
     if not ledger.is_approved(job_id, draft_sha):
         raise PolicyViolation(
