@@ -22,7 +22,15 @@ _PATH_SAFE = "/:@!$&'()*+,;=-._~"
 _QUERY_SAFE = "/:@!$'()*+,;-._~?"
 
 
+#: A path in its normal form already: only characters that need no encoding (no "%"), no dot segment.
+#: Most paths of a crawl are (they come from extraction, normalised): they skip the work below.
+_NORMAL_PATH = re.compile(r"(?!.*(?:^|/)\.\.?(?:/|$))[A-Za-z0-9/:@!$&'()*+,;=\-._~]*\Z")
+_ENCODED_SLASH = re.compile("%2[fF]")
+
+
 def _normalise_path(path: str) -> str:
+    if _NORMAL_PATH.match(path):
+        return path if path.startswith("/") else "/" + path
     # Resolve dot segments the way a browser does, then re-encode consistently.
     segments: list[str] = []
     for segment in path.split("/"):
@@ -35,7 +43,8 @@ def _normalise_path(path: str) -> str:
     if not joined.startswith("/"):
         joined = "/" + joined
     # An encoded slash is data, not a separator: keep it encoded.
-    return "%2F".join(quote(unquote_to_bytes(piece), safe=_PATH_SAFE) for piece in re.split("%2[fF]", joined))
+    pieces = _ENCODED_SLASH.split(joined)
+    return "%2F".join(quote(unquote_to_bytes(piece), safe=_PATH_SAFE) for piece in pieces)
 
 
 def normalize_url(url: str, query: QueryHandling = QueryHandling.keep) -> str:
