@@ -13,11 +13,13 @@ import asyncio
 import email.utils
 import logging
 import random
+import ssl
 import time
 import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -135,6 +137,12 @@ def _looks_like_html(prefix: bytes) -> bool:
     return head.startswith((b"<!doctype html", b"<html", b"<head", b"<body", b"<!--", b"<meta", b"<title"))
 
 
+@lru_cache(maxsize=1)
+def _tls_context() -> ssl.SSLContext:
+    # One per process: loading the CA bundle takes 30-50 ms, and every step that fetches builds a client.
+    return httpx.create_ssl_context()
+
+
 def build_client(
     config: CrawlConfig,
     guard: AddressGuard | None = None,
@@ -156,7 +164,7 @@ def build_client(
         A client the caller must close.
     """
     limits = httpx.Limits(max_connections=512, max_keepalive_connections=128, keepalive_expiry=30.0)
-    transport = httpx.AsyncHTTPTransport(limits=limits, retries=0)
+    transport = httpx.AsyncHTTPTransport(verify=_tls_context(), limits=limits, retries=0)
     if guard is not None:
         pool = getattr(transport, "_pool", None)
         inner = getattr(pool, "_network_backend", None)
