@@ -13,11 +13,12 @@ extracts the rest in the calling thread, as before:
 - a worker that dies (out of memory, a crash in a C library) never loses a page: its pages are
   extracted again here, and a new worker is started for the next ones.
 
-A worker is ``python -c "...serve()"`` talking length-prefixed pickles over its stdin and stdout, not
-``multiprocessing``: every start method but ``fork`` re-imports the parent's ``__main__`` in the child
-(a user's script that audits at import time would crawl again in every worker), and ``fork`` is unsafe
-beside the threads Prefect runs. It imports only this package, ignores Ctrl-C (the parent decides), and
-exits when its stdin closes, which is also what happens when the parent is killed.
+A worker is ``python -c "...serve()"`` (:mod:`sitesteward.crawl.worker`) talking length-prefixed
+pickles over its stdin and stdout, not ``multiprocessing``: every start method but ``fork`` re-imports
+the parent's ``__main__`` in the child (a user's script that audits at import time would crawl again in
+every worker), and ``fork`` is unsafe beside the threads Prefect runs. It receives the body and answers
+with the extracted data; the Page is built here. It ignores Ctrl-C (the parent decides) and exits when
+its stdin closes, which is also what happens when the parent is killed.
 
 The number of workers is ``Settings.extract_processes`` (default: one when the machine has two or more
 cores, none on one core; 0 extracts everything in the calling thread).
@@ -33,8 +34,6 @@ import logging
 import os
 import pickle
 import queue
-import signal
-import struct
 import subprocess
 import sys
 import threading
@@ -42,11 +41,12 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from functools import partial
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from sitesteward.crawl.fetch import Exchange
-from sitesteward.crawl.page import build_page
-from sitesteward.models import Page
+from sitesteward.crawl.page import build_page, wants_extraction
+from sitesteward.crawl.worker import extract_data, read_frame, write_frame
+from sitesteward.models import Page, PageData
 from sitesteward.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -59,9 +59,8 @@ IN_FLIGHT_PER_PROCESS = 2
 #: Workers that died are replaced this many times per process; then extraction stays here.
 MAX_RESTARTS = 3
 
-_HEADER = struct.Struct("!Q")
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
-_WORKER_CODE = "from sitesteward.crawl.extraction import serve; serve()"
+_WORKER_CODE = "from sitesteward.crawl.worker import serve; serve()"
 
 
 class WorkerDied(RuntimeError):
@@ -74,42 +73,6 @@ def pool_size() -> int:
     if configured is not None:
         return configured
     return 1 if (os.cpu_count() or 1) >= 2 else 0
-
-
-# ----------------------------------------------------------------------------------------- worker side
-
-
-def _read_frame(stream: IO[bytes]) -> bytes | None:
-    header = stream.read(_HEADER.size)
-    if len(header) < _HEADER.size:
-        return None
-    (size,) = _HEADER.unpack(header)
-    payload = stream.read(size)
-    return payload if len(payload) == size else None
-
-
-def _write_frame(stream: IO[bytes], payload: bytes) -> None:
-    stream.write(_HEADER.pack(len(payload)))
-    stream.write(payload)
-    stream.flush()
-
-
-def serve() -> None:
-    """The worker's loop: read ``(function, args, kwargs)``, answer ``(ok, value)``, until stdin ends."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    requests, answers = sys.stdin.buffer, sys.stdout.buffer
-    sys.stdout = sys.stderr  # a stray print must not corrupt the answers
-    while (frame := _read_frame(requests)) is not None:
-        function, args, kwargs = pickle.loads(frame)  # noqa: S301 - frames come from our parent only
-        try:
-            answer: tuple[bool, Any] = (True, function(*args, **kwargs))
-        except Exception as exc:
-            answer = (False, exc)
-        try:
-            payload = pickle.dumps(answer, pickle.HIGHEST_PROTOCOL)
-        except Exception as exc:  # an unpicklable result or exception
-            payload = pickle.dumps((False, RuntimeError(f"unpicklable answer: {exc!r}")))
-        _write_frame(answers, payload)
 
 
 # ----------------------------------------------------------------------------------------- parent side
@@ -177,7 +140,7 @@ class _Worker:
                 future.set_exception(WorkerDied("the extraction worker has exited"))
                 continue
             try:
-                _write_frame(stream, payload)
+                write_frame(stream, payload)
             except OSError:  # the worker is gone: the reader fails what is pending
                 broken = True
         with contextlib.suppress(OSError):
@@ -186,7 +149,7 @@ class _Worker:
     def _read_loop(self) -> None:
         stream = self.process.stdout
         assert stream is not None
-        while (frame := _read_frame(stream)) is not None:
+        while (frame := read_frame(stream)) is not None:
             with self._lock:
                 future = self._pending.popleft()
             try:
@@ -311,14 +274,17 @@ async def build_page_async(
     build = partial(
         build_page, exchange, url=url, depth=depth, in_sitemap=in_sitemap, site_hosts=site_hosts, parse=parse
     )
-    if not parse or len(exchange.body) < MIN_POOL_BYTES:
+    if not wants_extraction(exchange, parse=parse) or len(exchange.body) < MIN_POOL_BYTES:
         return build()
     worker = _POOL.acquire()
     if worker is None:
         return build()
     try:
-        page: Page = await asyncio.wrap_future(worker.submit(build))
-        return page
+        job = worker.submit(
+            extract_data, exchange.body, exchange.content_type, exchange.final_url, site_hosts
+        )
+        extracted: tuple[PageData | None, str, str | None] = await asyncio.wrap_future(job)
     except Exception as exc:
         logger.warning("extraction worker failed (%s); extracting %s in this process", exc, url)
-    return build()
+        return build()
+    return build(extracted=extracted)

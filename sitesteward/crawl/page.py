@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
-from sitesteward import extract
-from sitesteward.crawl.decode import decode_html
 from sitesteward.crawl.fetch import ACCEPT_HTML, Exchange, Fetcher, is_html_type
 from sitesteward.crawl.guard import AddressGuard, Resolver
 from sitesteward.crawl.politeness import Politeness
 from sitesteward.crawl.robots import RobotsCache
+from sitesteward.crawl.worker import extract_data
 from sitesteward.models import CrawlConfig, FetchError, Page, PageData, RedirectHop
 from sitesteward.settings import get_settings
 from sitesteward.urls import host_of, normalize_url
-
-logger = logging.getLogger(__name__)
 
 _NO_CACHE = {"Cache-Control": "no-cache", "Pragma": "no-cache"}
 
@@ -41,21 +37,14 @@ class FetchedResource(BaseModel):
     error_detail: str | None = None
 
 
-def extract_data(
-    body: bytes, content_type: str | None, url: str, site_hosts: frozenset[str]
-) -> tuple[PageData | None, str, str | None]:
-    """Decode and extract one HTML body.
+def wants_extraction(exchange: Exchange, *, parse: bool = True) -> bool:
+    """Whether :func:`build_page` extracts data from this exchange (a usable 2xx answer with a body).
 
-    Returns:
-        ``(data, encoding, problem)``: ``data`` is None (and ``problem`` says why) when extraction
-        failed; a failure is logged, never raised.
+    A body cut at the byte cap is still parsed (``truncated=True``, ``error=too_large``): the first
+    ``max_bytes`` of an HTML page hold its head and most links, which is more useful than nothing.
     """
-    text, encoding = decode_html(body, content_type)
-    try:
-        return extract.extract_page(text, url, site_hosts=site_hosts), encoding, None
-    except Exception as exc:  # extraction bugs must not end a crawl
-        logger.warning("extraction failed for %s: %r", url, exc)
-        return None, encoding, f"extraction failed: {type(exc).__name__}: {exc}"
+    usable = exchange.error in (None, FetchError.too_large) and exchange.status is not None
+    return parse and usable and bool(exchange.body) and 200 <= (exchange.status or 0) < 300
 
 
 def build_page(
@@ -66,11 +55,9 @@ def build_page(
     in_sitemap: bool = False,
     site_hosts: frozenset[str] = frozenset(),
     parse: bool = True,
+    extracted: tuple[PageData | None, str, str | None] | None = None,
 ) -> Page:
     """Turn an exchange into a Page, decoding and extracting HTML when there is some.
-
-    A body cut at the byte cap is still parsed (``truncated=True``, ``error=too_large``): the first
-    ``max_bytes`` of an HTML page hold its head and most links, which is more useful than nothing.
 
     Args:
         exchange: The fetch outcome.
@@ -79,15 +66,16 @@ def build_page(
         in_sitemap: Whether a sitemap listed the URL.
         site_hosts: Hosts that count as internal for extraction.
         parse: Extract data (False for pages whose final URL left the crawl's scope).
+        extracted: What :func:`extract_data` returned for this body, when it ran elsewhere (an
+            extraction worker); None extracts here when :func:`wants_extraction` says so.
     """
     data: PageData | None = None
     encoding: str | None = None
     detail = exchange.detail
-    usable = exchange.error in (None, FetchError.too_large) and exchange.status is not None
-    if parse and usable and exchange.body and exchange.status is not None and 200 <= exchange.status < 300:
-        data, encoding, problem = extract_data(
-            exchange.body, exchange.content_type, exchange.final_url, site_hosts
-        )
+    if wants_extraction(exchange, parse=parse):
+        if extracted is None:
+            extracted = extract_data(exchange.body, exchange.content_type, exchange.final_url, site_hosts)
+        data, encoding, problem = extracted
         detail = detail or problem
     return Page(
         url=url,
@@ -215,4 +203,12 @@ async def fetch_resource(
     )
 
 
-__all__ = ["FetchedResource", "build_page", "extract_data", "fetch_page", "fetch_resource", "is_html_type"]
+__all__ = [
+    "FetchedResource",
+    "build_page",
+    "extract_data",
+    "fetch_page",
+    "fetch_resource",
+    "is_html_type",
+    "wants_extraction",
+]
