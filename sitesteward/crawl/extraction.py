@@ -8,8 +8,9 @@ extracts the rest in the calling thread, as before:
 - the workers are started once per process and serve every crawl in it; :func:`warm_up` starts them
   early, so that their imports overlap the caller's;
 - a body below :data:`MIN_POOL_BYTES` is cheaper to extract than to ship to another process;
-- at most :data:`IN_FLIGHT_PER_PROCESS` pages per worker are in flight: a page that arrives while
-  the workers are saturated is extracted in this thread, so both cores stay busy and none waits;
+- a worker's queue holds at most :data:`MAX_QUEUED_BYTES` of HTML: a page that arrives while every
+  queue is full is extracted in this thread, so both cores stay busy and neither waits for the other
+  (counting bytes, not pages, keeps one 2 MB page from idling the worker while this thread parses it);
 - a worker that dies (out of memory, a crash in a C library) never loses a page: its pages are
   extracted again here, and a new worker is started for the next ones.
 
@@ -54,8 +55,9 @@ logger = logging.getLogger(__name__)
 #: Bodies smaller than this are extracted in the calling thread (pickling both ways and a pipe round
 #: trip cost about as much as extracting a few kilobytes of HTML).
 MIN_POOL_BYTES = 16 * 1024
-#: Pages queued per worker before the caller extracts the next one itself.
-IN_FLIGHT_PER_PROCESS = 2
+#: HTML bytes queued per worker (sent, not answered) past which the caller extracts the next page itself:
+#: about 50 ms of a worker's work, so it never runs dry while the caller parses a page of its own.
+MAX_QUEUED_BYTES = 1024 * 1024
 #: Workers that died are replaced this many times per process; then extraction stays here.
 MAX_RESTARTS = 3
 
@@ -93,29 +95,30 @@ class _Worker:
             [sys.executable, "-c", _WORKER_CODE], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
         )
         self.alive = True
-        self.load = 0  # pages sent and not answered yet
+        self.load = 0  # bytes of the requests sent and not answered yet
         self._lock = threading.Lock()
         self._pending: collections.deque[Future[Any]] = collections.deque()
-        self._outbox: queue.SimpleQueue[
-            tuple[Future[Any], Callable[..., Any], tuple[Any, ...], dict[str, Any]] | None
-        ] = queue.SimpleQueue()
+        self._outbox: queue.SimpleQueue[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]] | None] = (
+            queue.SimpleQueue()
+        )
         threading.Thread(target=self._write_loop, name="extraction-writer", daemon=True).start()
         threading.Thread(target=self._read_loop, name="extraction-reader", daemon=True).start()
 
-    def submit(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
+    def submit(self, cost: int, function: Callable[..., Any], /, *args: Any) -> Future[Any]:
+        """Run ``function(*args)`` in the worker; ``cost`` (bytes) counts in :attr:`load` until answered."""
         future: Future[Any] = Future()
         with self._lock:  # nothing is queued after the reader's final sentinel
             if self.alive:
-                self.load += 1
-                future.add_done_callback(self._done)
-                self._outbox.put((future, function, args, kwargs))
+                self.load += cost
+                future.add_done_callback(partial(self._done, cost))
+                self._outbox.put((future, function, args))
                 return future
         future.set_exception(WorkerDied("the extraction worker has exited"))
         return future
 
-    def _done(self, _: Future[Any]) -> None:
+    def _done(self, cost: int, _: Future[Any]) -> None:
         with self._lock:
-            self.load -= 1
+            self.load -= cost
 
     def _write_loop(self) -> None:
         # Runs until the sentinel (from stop() or from the reader once the worker is gone), failing
@@ -124,11 +127,11 @@ class _Worker:
         assert stream is not None
         broken = False
         while (item := self._outbox.get()) is not None:
-            future, function, args, kwargs = item
+            future, function, args = item
             if not future.set_running_or_notify_cancel():  # the caller gave up on it (a cancelled crawl)
                 continue
             try:
-                payload = pickle.dumps((function, args, kwargs), pickle.HIGHEST_PROTOCOL)
+                payload = pickle.dumps((function, args, {}), pickle.HIGHEST_PROTOCOL)
             except Exception as exc:
                 future.set_exception(exc)
                 continue
@@ -212,11 +215,11 @@ class _Pool:
             return self._workers
 
     def acquire(self) -> _Worker | None:
-        """The least busy worker with room in its queue, or None (the caller extracts the page)."""
+        """The least busy worker whose queue has room, or None (the caller extracts the page itself)."""
         workers = self.workers()
         with self._lock:
             idle = min(workers, key=lambda worker: worker.load, default=None)
-            if idle is None or idle.load >= IN_FLIGHT_PER_PROCESS:
+            if idle is None or idle.load >= MAX_QUEUED_BYTES:
                 self.pages_here += 1
                 return None
             self.pages_in_workers += 1
@@ -280,8 +283,9 @@ async def build_page_async(
     if worker is None:
         return build()
     try:
+        body = exchange.body
         job = worker.submit(
-            extract_data, exchange.body, exchange.content_type, exchange.final_url, site_hosts
+            len(body), extract_data, body, exchange.content_type, exchange.final_url, site_hosts
         )
         extracted: tuple[PageData | None, str, str | None] = await asyncio.wrap_future(job)
     except Exception as exc:

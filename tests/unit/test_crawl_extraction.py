@@ -101,7 +101,7 @@ def test_a_page_sent_to_a_killed_worker_is_extracted_here(one_worker: None) -> N
 def test_a_worker_dying_mid_page_fails_the_future_not_the_pool(one_worker: None) -> None:
     extraction.warm_up()
     (worker,) = extraction._POOL.workers()
-    future = worker.submit(os._exit, 3)
+    future = worker.submit(1, os._exit, 3)
     with pytest.raises(extraction.WorkerDied, match="code 3"):
         future.result(timeout=30)
     assert not worker.alive
@@ -111,7 +111,7 @@ def test_a_worker_dying_mid_page_fails_the_future_not_the_pool(one_worker: None)
 def test_a_saturated_worker_leaves_the_next_page_to_the_caller(one_worker: None) -> None:
     extraction.warm_up()
     (worker,) = extraction._POOL.workers()
-    slow = [worker.submit(time.sleep, 0.5) for _ in range(extraction.IN_FLIGHT_PER_PROCESS)]
+    slow = [worker.submit(extraction.MAX_QUEUED_BYTES // 2, time.sleep, 0.5) for _ in range(2)]
     assert extraction._POOL.acquire() is None
     for future in slow:
         future.result(timeout=30)
@@ -134,7 +134,7 @@ def test_an_exception_in_the_worker_comes_back_as_that_exception(one_worker: Non
     extraction.warm_up()
     (worker,) = extraction._POOL.workers()
     with pytest.raises(ValueError, match="invalid literal"):
-        worker.submit(int, "not a number").result(timeout=30)
+        worker.submit(1, int, "not a number").result(timeout=30)
     assert worker.alive
 
 
