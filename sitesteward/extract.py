@@ -1,7 +1,10 @@
 """Page extraction on lxml: the crawler's per-page hot path.
 
-One parse with libxml2's forgiving HTML parser, a handful of XPath queries evaluated in C, and a cheap
-boilerplate-stripping pass for the main text. BeautifulSoup is banned here (26x slower on a real site).
+One parse with libxml2's forgiving HTML parser, then as little Python per element as possible: one
+tag-filtered walk over the document (head, headings, links, images, the few dropped tags), one XPath
+query in C for the attributes that hide an element or name the main content, one walk over the main
+content's boxes for boilerplate names, and an XSLT pass that reads the main text in C. BeautifulSoup is
+banned here (26x slower on a real site).
 
 Main content: the first ``<main>``, else ``[role=main]``, else a lone ``<article>``, else ``<body>``.
 Inside it we drop script/style/noscript/template/svg/nav/aside/form (and a few more non-text elements),
@@ -144,7 +147,8 @@ _ABSOLUTE = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
 def _parser() -> etree.HTMLParser:
     # huge_tree: a 20 MB attribute otherwise makes libxml2 drop the rest of the document;
-    # the crawler's byte cap bounds the memory this allows.
+    # the crawler's byte cap bounds the memory this allows. collect_ids: nothing here looks elements up
+    # by id, and the id table costs about 4% of the parse.
     return etree.HTMLParser(
         encoding="utf-8",
         remove_comments=True,
@@ -152,6 +156,7 @@ def _parser() -> etree.HTMLParser:
         no_network=True,
         huge_tree=True,
         recover=True,
+        collect_ids=False,
     )
 
 
@@ -160,18 +165,25 @@ def _collapse(text: str | None) -> str:
 
 
 def _text_of(element: Any) -> str:
-    text = _collapse("".join(element.itertext()))
+    if not len(element):  # no children (the common plain-text link): no image to look at either
+        return _collapse(element.text)[:_TEXT_CAP]
+    # All the text below the element, as "".join(element.itertext()) but gathered in C (4x faster).
+    text = _collapse(etree.tostring(element, method="text", encoding=str, with_tail=False))
     if not text:  # an image-only link or heading speaks through its alt text
         text = _collapse(" ".join(img.get("alt") or "" for img in element.iter("img")))
     return text[:_TEXT_CAP]
 
 
-def _is_boilerplate(value: str, cache: dict[str, bool]) -> bool:
-    verdict = cache.get(value)
-    if verdict is None:
-        verdict = any(_BOILERPLATE_TOKEN.match(token) for token in value.split())
-        cache[value] = verdict
-    return verdict
+def _names_boilerplate(value: str) -> bool:
+    return any(_BOILERPLATE_TOKEN.match(token) for token in value.split())
+
+
+_names_boilerplate_cached = lru_cache(maxsize=16_384)(_names_boilerplate)
+
+
+def _is_boilerplate(value: str) -> bool:
+    """Whether a class or id value has a token naming boilerplate (cached: pages repeat their classes)."""
+    return _names_boilerplate_cached(value) if len(value) <= 256 else _names_boilerplate(value)
 
 
 def _drop(element: Any) -> None:
@@ -189,16 +201,31 @@ def _drop(element: Any) -> None:
     parent.remove(element)
 
 
-def _main_root(root: Any) -> Any:
+#: Attributes that may hide an element (any tag), or make it the main content (role=main), found by
+#: libxml2 rather than by a Python loop, in one pass over the document rather than one per use: an
+#: attribute step per name is several times cheaper than ``*[@hidden or @aria-hidden or ...]``.
+_ROLE_AND_HIDING = etree.XPath(
+    "descendant-or-self::*/@role | descendant-or-self::*/@hidden"
+    " | descendant-or-self::*/@aria-hidden | descendant-or-self::*/@style"
+)
+
+
+def _main_root(root: Any, mains: list[Any], articles: list[Any], attributes: list[Any]) -> Any:
+    """The main content element, from the document's main and article elements and role attributes."""
+    if mains:
+        return mains[0]
+    for attribute in attributes:
+        if attribute.attrname == "role" and attribute == "main":
+            return attribute.getparent()
+    outermost = [article for article in articles if next(article.iterancestors("article"), None) is None]
+    if len(outermost) == 1:
+        return outermost[0]
     body = root.find("body")
-    for path in ("//main", "//*[@role='main']"):
-        found = root.xpath(path)
-        if found:
-            return found[0]
-    articles = root.xpath("//article[not(ancestor::article)]")
-    if len(articles) == 1:
-        return articles[0]
     return body if body is not None else root
+
+
+def _below(element: Any, ancestor: Any) -> bool:
+    return any(parent is ancestor for parent in element.iterancestors(ancestor.tag))
 
 
 def _is_hidden(element: Any) -> bool:
@@ -211,46 +238,158 @@ def _is_hidden(element: Any) -> bool:
     return bool(style and _HIDDEN_STYLE.search(style))
 
 
-def _is_boilerplate_box(element: Any, cache: dict[str, bool]) -> bool:
-    return _is_boilerplate(element.get("class") or "", cache) or _is_boilerplate(
-        element.get("id") or "", cache
+def _is_boilerplate_box(element: Any) -> bool:
+    """Whether a box's class or id names boilerplate.
+
+    Boxes (the block tags, header and footer) are where boilerplate names are looked for: containers,
+    not inline text. Real documentation has tens of thousands of ``<span class="pre">`` per page; a
+    sidebar or a cookie banner is a box.
+    """
+    names = element.keys()  # most boxes have no attribute at all, and this is cheaper than two get()s
+    return bool(names) and (
+        ("class" in names and _is_boilerplate(element.get("class")))
+        or ("id" in names and _is_boilerplate(element.get("id")))
     )
 
 
-#: Where a boilerplate class or id is looked for: containers, not inline text. Real documentation has
-#: tens of thousands of ``<span class="pre">`` per page; a sidebar or a cookie banner is a box.
-_BOX_TAGS = (*_BLOCK_TAGS, "header", "footer")
-#: Elements that may hide themselves (any tag), found by libxml2 rather than by a Python loop.
-_HIDING = etree.XPath(".//*[@hidden or @aria-hidden or @role or @style]")
+def _boilerplate(main: Any, found: dict[str, list[Any]], attributes: list[Any]) -> list[Any]:
+    """``main``'s boilerplate (see the module docstring), in no particular order.
+
+    The boxes come from a walk over ``main``; the dropped tags and landmarks, which are few, from the
+    document's (``found`` by ``_collect``), and the hidden elements from its ``_ROLE_AND_HIDING``
+    ``attributes``: those in ``main`` count.
+    """
+    doomed = [
+        element for element in main.iter(*_BLOCK_TAGS) if element is not main and _is_boilerplate_box(element)
+    ]
+    doomed += [element for element in found["drop"] if element is main or _below(element, main)]
+    for element in found["landmark"]:
+        if element is not main and not _below(element, main):
+            continue
+        if next(element.iterancestors("article", "main"), None) is None:
+            doomed.append(element)  # a header or footer outside any article or main
+        elif element is not main and _is_boilerplate_box(element):
+            doomed.append(element)  # a header or footer kept as a landmark is still a box
+    for attribute in attributes:
+        element = attribute.getparent()
+        if element is not main and _is_hidden(element) and _below(element, main):
+            doomed.append(element)
+    return doomed
 
 
-def _strip_boilerplate(main: Any) -> None:
-    doomed = list(main.iter(*_DROP_TAGS))
-    doomed.extend(
-        element
-        for element in main.iter(*_LANDMARK_TAGS)
-        if next(element.iterancestors("article", "main"), None) is None
-    )
-    doomed.extend(element for element in _HIDING(main) if _is_hidden(element))
-    cache: dict[str, bool] = {}
-    doomed.extend(
-        element
-        for element in main.iter(*_BOX_TAGS)
-        if element is not main and _is_boilerplate_box(element, cache)
-    )
-    for element in doomed:
+def _drop_all(elements: list[Any]) -> None:
+    # Dropping keeps tails in place, so the order of the drops does not change the result (an element
+    # listed twice, or inside another dropped one, is dropped from wherever it is by then).
+    for element in elements:
         _drop(element)
 
 
-def _main_text(main: Any) -> str:
-    # Blocks become line breaks so "<p>a</p><p>b</p>" reads "a\nb", not "ab".
-    for element in main.iter(*_BLOCK_TAGS):
+def _anchors_in(root: Any, anchors: list[Any], dropped: list[Any]) -> set[Any]:
+    """The anchors (a, area) left in ``root`` once ``dropped`` are dropped (call it before that).
+
+    ``anchors`` are the document's in document order, where ``root``'s subtree is a run: from its first
+    anchor to the first one after it, less those that go with a ``dropped`` element other than ``root``
+    (or that went with an earlier one). Only the start of ``root`` and what follows it up to that next
+    anchor are walked, not the whole subtree.
+    """
+    first = next(root.iter("a", "area"), None)
+    if first is None:
+        return set()
+    start = anchors.index(first)
+    after = _first_anchor_after(root)
+    inside = set(anchors[start : anchors.index(after, start) if after is not None else len(anchors)])
+    for element in dropped:
+        if element is not root:  # (main itself can be a dropped tag: its contents stay main)
+            inside.difference_update(element.iter("a", "area"))
+    return inside
+
+
+def _first_anchor_after(element: Any) -> Any:
+    """The first anchor after ``element`` and its subtree in document order, or None."""
+    for node in (element, *element.iterancestors()):
+        for sibling in node.itersiblings():
+            found = next(sibling.iter("a", "area"), None)
+            if found is not None:
+                return found
+    return None
+
+
+_BLOCK_TAG_SET = frozenset(_BLOCK_TAGS)
+
+
+def _has_block(element: Any) -> bool:
+    """Whether a block element is below ``element`` (cheaper than ``iter(*_BLOCK_TAGS)`` on small trees)."""
+    return bool(len(element)) and any(child.tag in _BLOCK_TAG_SET for child in element.iterdescendants())
+
+
+def _mark_blocks(root: Any) -> None:
+    """Blocks become line breaks so "<p>a</p><p>b</p>" reads "a\\nb", not "ab"."""
+    for element in root.iter(*_BLOCK_TAGS):
         element.tail = "\n" + element.tail if element.tail else "\n"
         if element.tag != "br":
             element.text = "\n" + element.text if element.text else "\n"
-    raw = etree.tostring(main, method="text", encoding=str, with_tail=False)
-    lines = (_collapse(line) for line in raw.splitlines())
-    return "\n".join(line for line in lines if line)
+
+
+#: The text ``_mark_blocks`` then ``tostring(method="text")`` would give (a line break at both ends of
+#: every block, after every ``br``), without touching the tree: one pass in C instead of two writes per
+#: block in Python. Its last line break (after the root) is one that tostring's ``with_tail=False`` leaves
+#: out, which ``_collapse_lines`` ignores. (With no imported stylesheet, ``apply-imports`` is the built-in
+#: rule: the children, as ``apply-templates`` would do, a little faster.)
+_BLOCK_TEXT = etree.XSLT(  # (reads nothing but its input; usable from any thread)
+    etree.XML(
+        '<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">'
+        '<xsl:output method="text" encoding="UTF-8"/>'
+        '<xsl:template match="'
+        + "|".join(tag for tag in _BLOCK_TAGS if tag != "br")
+        + '"><xsl:text>&#10;</xsl:text><xsl:apply-imports/><xsl:text>&#10;</xsl:text></xsl:template>'
+        '<xsl:template match="br"><xsl:apply-imports/><xsl:text>&#10;</xsl:text></xsl:template>'
+        "</xsl:stylesheet>"
+    ),
+    access_control=etree.XSLTAccessControl.DENY_ALL,
+)
+
+
+#: Characters lxml refuses in a ``.text``/``.tail`` value: ``_mark_blocks`` raises on them (and the page
+#: then yields empty data), which ``_block_text`` must not paper over.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_NOT_XML_ASCII = bytes(set(range(32)) - {9, 10, 13})
+_NOT_XML_UTF8 = ("\ufffe".encode(), "\uffff".encode())  # (surrogates are not valid UTF-8 at all)
+
+
+def _xml_compatible(data: bytes) -> bool:
+    """Whether UTF-8 ``data`` has none of ``_NOT_XML`` (``bytes.translate`` is a much faster scan)."""
+    return len(data.translate(None, _NOT_XML_ASCII)) == len(data) and not any(
+        sequence in data for sequence in _NOT_XML_UTF8
+    )
+
+
+def _block_text(main: Any) -> str | None:
+    """``main``'s text as ``_marked_text`` gives it (see ``_BLOCK_TEXT``), or None: take that path then.
+
+    None when an anchor holds main (its text would include the marks), when the text has characters
+    that ``_mark_blocks`` could fail on, or when libxslt gives up (nesting deeper than its template depth).
+    """
+    if next(main.iterancestors("a", "area"), None) is not None:
+        return None
+    tail = main.tail
+    if tail and _NOT_XML.search(tail):
+        return None
+    try:
+        data = bytes(_BLOCK_TEXT(main))
+        return data.decode("utf-8") if _xml_compatible(data) else None
+    except (etree.Error, UnicodeDecodeError):
+        return None
+
+
+def _marked_text(main: Any) -> str:
+    _mark_blocks(main)
+    text: str = etree.tostring(main, method="text", encoding=str, with_tail=False)
+    return text
+
+
+def _collapse_lines(raw: str) -> str:
+    """Collapse whitespace within each line and drop empty lines (all in C: no per-line Python)."""
+    return "\n".join(map(" ".join, map(str.split, filter(str.strip, raw.splitlines()))))
 
 
 def _jsonld_types(value: object, depth: int = 0) -> Iterator[str]:
@@ -270,9 +409,9 @@ def _jsonld_types(value: object, depth: int = 0) -> Iterator[str]:
             yield from _jsonld_types(value["@graph"], depth + 1)
 
 
-def _read_jsonld(root: Any) -> list[str]:
+def _read_jsonld(scripts: list[Any]) -> list[str]:
     types: list[str] = []
-    for script in root.iter("script"):
+    for script in scripts:
         if (script.get("type") or "").split(";")[0].strip().lower() != "application/ld+json":
             continue
         text = script.text or ""
@@ -319,7 +458,8 @@ class _Resolver:
     Results are cached across pages, keyed by what a result really depends on: a site's navigation
     repeats on every page, a root-relative or absolute href depends only on the base's origin, a
     path-relative one only on the base's directory, and the fragment on nothing (it is dropped), so
-    ``os.html#os.getcwd`` and ``os.html#os.walk`` are one cache entry.
+    ``os.html#os.getcwd`` and ``os.html#os.walk`` are one cache entry. Within a page, results are also
+    kept by the raw href without its fragment, which spares the parsing of most of a page's hrefs.
     """
 
     def __init__(self, base: str, query_handling: QueryHandling) -> None:
@@ -328,21 +468,67 @@ class _Resolver:
         self.origin = "/".join(parts[:3]) + "/" if len(parts) >= 3 else base
         self.directory = _directory_of(base)
         self.query_handling = query_handling
+        self._resolved: dict[str, str | None] = {}
 
     def __call__(self, href: str | None) -> str | None:
         if not href:
             return None
+        if len(href) > 4096:
+            return self._resolve(href)
+        # Per page, by the href without its fragment: what comes after the first "#" never matters, and
+        # whitespace left before it is stripped by ``absolutize``.
+        key = href.partition("#")[0]
+        if key in self._resolved:
+            return self._resolved[key]
+        resolved = self._resolved[key] = self._resolve(href)
+        return resolved
+
+    def _resolve(self, href: str) -> str | None:
         href = href.strip()
         if len(href) > 4096:  # no real link is this long; do not cache or parse it
             return None
-        href = href.split("#", 1)[0]
+        href = href.partition("#")[0]
         if not href:  # "#section": this very page
             return None
-        if (href.startswith("/") and not href.startswith("//")) or _ABSOLUTE.match(href):
-            return _resolve_cached(href, self.origin, self.query_handling)
-        if href.startswith("?"):
-            return _resolve_cached(href, self.base, self.query_handling)
-        return _resolve_cached(href, self.directory, self.query_handling)
+        first = href[0]
+        if first == "/":  # root-relative; "//host/path" is protocol-relative
+            base = self.directory if href.startswith("//") else self.origin
+        elif first == "?":
+            base = self.base
+        elif "://" in href and _ABSOLUTE.match(href):
+            base = self.origin
+        else:
+            base = self.directory
+        return _resolve_cached(href, base, self.query_handling)
+
+
+#: The elements the whole-document walk collects, by kind ("a" and "area" together: document order;
+#: "drop" and "landmark" for ``_boilerplate``, script being a "drop" too).
+_KINDS = {
+    **dict.fromkeys(_DROP_TAGS, "drop"),
+    **dict.fromkeys(_LANDMARK_TAGS, "landmark"),
+    **dict.fromkeys(_HEADINGS, "heading"),
+    "a": "a",
+    "area": "a",
+    "base": "base",
+    "title": "title",
+    "meta": "meta",
+    "link": "link",
+    "img": "img",
+    "script": "script",
+    "main": "main",
+    "article": "article",
+}
+
+
+def _collect(root: Any) -> dict[str, list[Any]]:
+    """One walk over the document instead of one per tag: the elements of each kind in document order."""
+    found: dict[str, list[Any]] = {kind: [] for kind in _KINDS.values()}
+    kinds = _KINDS
+    for element in root.iter(*kinds):
+        found[kinds[element.tag]].append(element)
+    found["drop"] += found["script"]
+    return found
 
 
 def extract_page(
@@ -383,8 +569,9 @@ def extract_page(
 
 def _extract(root: Any, url: str, site_hosts: frozenset[str], query_handling: QueryHandling) -> PageData:
     page_host = host_of(url)
+    found = _collect(root)
     base = url
-    for element in root.iter("base"):
+    for element in found["base"]:
         resolved = absolutize(element.get("href") or "", url)
         if resolved:
             base = resolved
@@ -392,13 +579,14 @@ def _extract(root: Any, url: str, site_hosts: frozenset[str], query_handling: Qu
     resolve = _Resolver(base, query_handling)
 
     title = None
-    for element in root.xpath("//title[not(ancestor::svg)]"):
-        title = _collapse("".join(element.itertext()))
-        break
+    for element in found["title"]:
+        if next(element.iterancestors("svg"), None) is None:
+            title = _collapse("".join(element.itertext()))
+            break
 
     description: str | None = None
     robots: list[str] = []
-    for meta in root.iter("meta"):
+    for meta in found["meta"]:
         name = (meta.get("name") or meta.get("property") or "").strip().lower()
         content = meta.get("content")
         if content is None:
@@ -410,7 +598,7 @@ def _extract(root: Any, url: str, site_hosts: frozenset[str], query_handling: Qu
 
     canonical: str | None = None
     hreflang: dict[str, str] = {}
-    for element in root.iter("link"):
+    for element in found["link"]:
         rel = (element.get("rel") or "").lower().split()
         if "canonical" in rel and canonical is None:
             canonical = resolve(element.get("href"))
@@ -421,14 +609,13 @@ def _extract(root: Any, url: str, site_hosts: frozenset[str], query_handling: Qu
                 hreflang[language] = target
 
     headings: dict[str, list[str]] = {}
-    for element in root.iter(*_HEADINGS):
+    for element in found["heading"]:  # before the boilerplate pass changes the tree
         text = _text_of(element)
         if text:
             headings.setdefault(element.tag, []).append(text)
 
-    anchors = root.xpath("//a[@href] | //area[@href]")
     images: list[dict[str, str | None]] = []
-    for element in root.iter("img"):
+    for element in found["img"]:
         source = element.get("src") or element.get("data-src") or ""
         resolved = resolve(source)
         if resolved is None:
@@ -440,25 +627,38 @@ def _extract(root: Any, url: str, site_hosts: frozenset[str], query_handling: Qu
         if len(images) >= _IMAGE_CAP:
             break
 
-    jsonld_types = _read_jsonld(root)
+    jsonld_types = _read_jsonld(found["script"])
     lang = root.get("lang") or root.get("{http://www.w3.org/XML/1998/namespace}lang")
 
-    main = _main_root(root)
-    _strip_boilerplate(main)
-    main_anchors = set(main.iter("a", "area"))
-    main_text = _main_text(main)
+    attributes = _ROLE_AND_HIDING(root)
+    main = _main_root(root, found["main"], found["article"], attributes)
+    dropped = _boilerplate(main, found, attributes)
+    main_anchors = _anchors_in(main, found["a"], dropped)
+    _drop_all(dropped)
+    # The text as if every block in main were marked with line breaks (``_mark_blocks``), mostly without
+    # the marking; link texts below then add the marks their own blocks would have had.
+    raw = _block_text(main)
+    marked = raw is None
+    main_text = _collapse_lines(_marked_text(main) if raw is None else raw)
     if not main_text and main is not root:
         # An empty <main> placeholder (client-side rendering): fall back to the whole body.
         body = root.find("body")
         if body is not None and body is not main:
-            _strip_boilerplate(body)
-            main_anchors = set(body.iter("a", "area"))
-            main_text = _main_text(body)
+            if not marked:
+                _mark_blocks(main)
+            doomed = _boilerplate(body, found, attributes)
+            main_anchors = _anchors_in(body, found["a"], dropped + doomed)
+            _drop_all(doomed)
+            main_text = _collapse_lines(_marked_text(body))
+            marked = True
 
     # Plain dicts, validated in one pass by PageData: about twice as fast as a Link() per link.
     links: dict[str, dict[str, object]] = {}
-    for anchor in anchors:
-        href = resolve(anchor.get("href"))
+    for anchor in found["a"]:
+        raw_href = anchor.get("href")
+        if raw_href is None:
+            continue
+        href = resolve(raw_href)
         if href is None:
             continue
         in_main = anchor in main_anchors
@@ -469,6 +669,8 @@ def _extract(root: Any, url: str, site_hosts: frozenset[str], query_handling: Qu
             continue
         if len(links) >= _LINK_CAP:
             continue
+        if in_main and not marked and _has_block(anchor):
+            _mark_blocks(anchor)  # the line breaks its blocks would have had (see above)
         host = _host_cached(href)
         links[href] = {
             "href": href,
@@ -478,8 +680,8 @@ def _extract(root: Any, url: str, site_hosts: frozenset[str], query_handling: Qu
             "in_main": in_main,
         }
 
-    words = main_text.split()
-    flat = " ".join(words)
+    # main_text is collapsed: its words are separated by exactly one space or line break.
+    flat = main_text.replace("\n", " ")
     return PageData(
         title=title,
         meta_description=description,
@@ -489,7 +691,7 @@ def _extract(root: Any, url: str, site_hosts: frozenset[str], query_handling: Qu
         headings=headings,
         links=list(links.values()),  # validated into Link here
         images=images,
-        word_count=len(words),
+        word_count=flat.count(" ") + 1 if flat else 0,
         text_hash=hashlib.sha256(flat.encode("utf-8", "replace")).hexdigest(),
         main_text=main_text,
         dates=date_phrases(main_text),
