@@ -173,10 +173,6 @@ def audit(
 ) -> None:
     """Crawl and audit a site through the ``audit_site`` flow, printing a summary."""
     _quiet_prefect(verbose)
-    # The extraction worker starts now, so that its imports overlap Prefect's (about a second).
-    from sitesteward.crawl import extraction
-
-    extraction.warm_up()
     from flows.audit_site import AuditParams
 
     if (url is None) == (site_block is None):

@@ -5,8 +5,8 @@ process is CPU-bound long before the network or the server is busy (the event lo
 next response while it parses). :func:`build_page_async` sends large bodies to worker processes and
 extracts the rest in the calling thread, as before:
 
-- the workers are started once per process and serve every crawl in it; :func:`warm_up` starts them
-  early, so that their imports overlap the caller's;
+- the workers are started with the first large page and serve every crawl of the process; :func:`warm_up`
+  starts them at once (a caller that knows large pages will come can overlap their start with its own);
 - a body below :data:`MIN_POOL_BYTES` is cheaper to extract than to ship to another process;
 - a worker's queue holds at most :data:`MAX_QUEUED_BYTES` of HTML: a page that arrives while every
   queue is full is extracted in this thread, so both cores stay busy and neither waits for the other
