@@ -12,8 +12,9 @@ Public API::
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from sitesteward.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from sitesteward.crawl.crawler import classify_link, crawl_site, site_key
@@ -43,12 +44,7 @@ _MODULES = {
     "site_key": "sitesteward.crawl.crawler",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _MODULES.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_attributes(__name__, _MODULES)
 
 
 __all__ = [

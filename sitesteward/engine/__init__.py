@@ -6,8 +6,9 @@
 :class:`Steps` and pause/suspend as the :class:`Host`'s way to wait for a reviewer.
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from sitesteward.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from sitesteward.engine.job import (
@@ -50,12 +51,7 @@ _MODULES = {
     "worker_identity": "sitesteward.engine.job",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _MODULES.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_attributes(__name__, _MODULES)
 
 
 __all__ = [

@@ -8,8 +8,9 @@ Usage::
     job = ledger.transition(job.job_id, JobState.compared, expected_version=fence)
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from sitesteward.lazy import lazy_attributes
 from sitesteward.ledger.clock import Clock, ManualClock, SystemClock
 from sitesteward.ledger.evidence import GENESIS, canonical_json
 from sitesteward.ledger.records import (
@@ -55,29 +56,25 @@ if TYPE_CHECKING:
     )
 
 #: Loaded on first use: the store brings SQLAlchemy (~0.2 s), which an audit never needs.
-_STORE_NAMES = frozenset(
-    {
-        "KEEP",
-        "PUBLISH_STEP",
-        "ApprovalRefused",
-        "LeaseHeld",
-        "Ledger",
-        "LedgerUnavailable",
-        "UnknownJob",
-        "create_ledger_engine",
-        "effect_key",
-        "job_id_for",
-        "page_key_for",
-    }
+__getattr__ = lazy_attributes(
+    __name__,
+    dict.fromkeys(
+        [
+            "KEEP",
+            "PUBLISH_STEP",
+            "ApprovalRefused",
+            "LeaseHeld",
+            "Ledger",
+            "LedgerUnavailable",
+            "UnknownJob",
+            "create_ledger_engine",
+            "effect_key",
+            "job_id_for",
+            "page_key_for",
+        ],
+        "sitesteward.ledger.store",
+    ),
 )
-
-
-def __getattr__(name: str) -> Any:
-    if name in _STORE_NAMES:
-        from sitesteward.ledger import store
-
-        return getattr(store, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
