@@ -78,9 +78,6 @@ def pool_size() -> int:
     return 1 if (os.cpu_count() or 1) >= 2 else 0
 
 
-# ----------------------------------------------------------------------------------------- parent side
-
-
 class _Worker:
     """One worker process, with a writer thread (a full pipe must not block the event loop) and a reader.
 
