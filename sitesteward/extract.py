@@ -225,6 +225,7 @@ def _main_root(root: Any, mains: list[Any], articles: list[Any], attributes: lis
 
 
 def _below(element: Any, ancestor: Any) -> bool:
+    """Whether ``element`` is a descendant of ``ancestor`` (in the tree as it is now)."""
     return any(parent is ancestor for parent in element.iterancestors(ancestor.tag))
 
 
@@ -635,16 +636,17 @@ def _extract(root: Any, url: str, site_hosts: frozenset[str], query_handling: Qu
     dropped = _boilerplate(main, found, attributes)
     main_anchors = _anchors_in(main, found["a"], dropped)
     _drop_all(dropped)
-    # The text as if every block in main were marked with line breaks (``_mark_blocks``), mostly without
-    # the marking; link texts below then add the marks their own blocks would have had.
+    # Blocks read as line breaks: the text is the one marking main's blocks (``_mark_blocks``) gives,
+    # mostly read without marking the tree (``_block_text``). Then the only other reader of the marks,
+    # the text of a link in main, gets those of its own blocks below.
     raw = _block_text(main)
-    marked = raw is None
+    marked = raw is None  # (the tree is marked: link texts read it as it is)
     main_text = _collapse_lines(_marked_text(main) if raw is None else raw)
     if not main_text and main is not root:
         # An empty <main> placeholder (client-side rendering): fall back to the whole body.
         body = root.find("body")
         if body is not None and body is not main:
-            if not marked:
+            if not marked:  # the body's pass reads main's blocks marked, their tails included
                 _mark_blocks(main)
             doomed = _boilerplate(body, found, attributes)
             main_anchors = _anchors_in(body, found["a"], dropped + doomed)
