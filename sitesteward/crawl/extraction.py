@@ -259,15 +259,7 @@ async def build_page_async(
     site_hosts: frozenset[str] = frozenset(),
     parse: bool = True,
 ) -> Page:
-    """:func:`sitesteward.crawl.page.build_page`, in a worker process when that pays.
-
-    Args:
-        exchange: The fetch outcome.
-        url: The Page's URL (the normalised frontier URL).
-        depth: Link depth from a start URL.
-        in_sitemap: Whether a sitemap listed the URL.
-        site_hosts: Hosts that count as internal for extraction.
-        parse: Extract data (False for pages whose final URL left the crawl's scope).
+    """:func:`sitesteward.crawl.page.build_page` (same arguments), extracting in a worker when that pays.
 
     Returns:
         The same Page ``build_page`` returns; a worker's failure is never the page's.
