@@ -6,6 +6,8 @@ Exit codes: 0 success; 1 the job ran and reported failures (``--fail-on`` findin
 
 from __future__ import annotations
 
+import atexit
+import gc
 import json
 import os
 import shutil
@@ -394,6 +396,11 @@ _register_commands()
 
 def main() -> None:
     """Entry point of the ``sitesteward`` console script."""
+    # Registered first, so it runs after every other exit handler (Prefect's log and event drains among
+    # them). The interpreter's last garbage collection walks every object the run left behind (0.4-0.5 s
+    # after an audit of the 530-page docs site) to free memory the OS takes back anyway: frozen objects are
+    # not walked. Every other exit handler and finaliser still runs.
+    atexit.register(gc.freeze)
     try:
         app()
     except TransientError as exc:  # a database, site or API that did not answer
