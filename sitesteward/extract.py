@@ -11,8 +11,10 @@ Inside it we drop script/style/noscript/template/svg/nav/aside/form (and a few m
 ``header``/``footer`` unless they sit inside an ``article`` or ``main`` (an article's header holds its
 title and "Last updated" line), ARIA landmarks navigation/banner/contentinfo/complementary/search,
 hidden elements (``hidden``, ``aria-hidden="true"``, inline ``display:none``/``visibility:hidden``) and
-elements whose id or class names boilerplate (sidebar, menu, cookie, breadcrumb, toc, share...).
-Comments and processing instructions are removed by the parser, so they never count as text.
+elements whose id or class names boilerplate (sidebar, menu, cookie, breadcrumb, toc, share...), unless
+such a box holds main's first ``<h1>`` or most of its text in few links (a theme's "content-sidebar-wrap").
+Comments and processing instructions are removed by the parser, so they never count as text; control
+characters, which lxml keeps but refuses to rewrite, read as spaces.
 """
 
 from __future__ import annotations
@@ -260,9 +262,10 @@ def _boilerplate(main: Any, found: dict[str, list[Any]], attributes: list[Any]) 
     document's (``found`` by ``_collect``), and the hidden elements from its ``_ROLE_AND_HIDING``
     ``attributes``: those in ``main`` count.
     """
-    doomed = [
+    named = [
         element for element in main.iter(*_BLOCK_TAGS) if element is not main and _is_boilerplate_box(element)
     ]
+    doomed = _not_wrapping_content(main, named, found["heading"]) if named else named
     doomed += [element for element in found["drop"] if element is main or _below(element, main)]
     for element in found["landmark"]:
         if element is not main and not _below(element, main):
@@ -275,6 +278,37 @@ def _boilerplate(main: Any, found: dict[str, list[Any]], attributes: list[Any]) 
         element = attribute.getparent()
         if element is not main and _is_hidden(element) and _below(element, main):
             doomed.append(element)
+    return doomed
+
+
+def _text_length(element: Any) -> int:
+    """Characters of text below ``element``, whitespace not counted (blocks need no separator here)."""
+    text: str = etree.tostring(element, method="text", encoding=str, with_tail=False)
+    return len(text) - sum(map(text.count, (" ", "\n", "\t", "\r")))
+
+
+def _not_wrapping_content(main: Any, boxes: list[Any], headings: list[Any]) -> list[Any]:
+    """``boxes`` (named as boilerplate) less those that wrap the page's content.
+
+    A name is a guess: themes call the wrapper of the article and its sidebar "content-sidebar-wrap" or
+    "page-with-sidebar", a site its article box "related-content". Dropping such a box would leave a
+    real page with no text (a false ``thin_content``, a changed text hash), so a box stays when it holds
+    main's first ``<h1>``, or more than half of main's text with less than half of its own in links (a
+    menu bigger than a thin page's text is all links, and still goes). A real sidebar inside a kept box
+    still goes: each box is judged on its own.
+    """
+    h1 = next((h for h in headings if h.tag == "h1" and (h is main or _below(h, main))), None)
+    total: int | None = None
+    doomed = []
+    for box in boxes:
+        if h1 is not None and _below(h1, box):
+            continue
+        if total is None:
+            total = _text_length(main)
+        length = _text_length(box) if total else 0
+        if 2 * length > total and 2 * sum(map(_text_length, box.iter("a"))) < length:
+            continue
+        doomed.append(box)
     return doomed
 
 
@@ -362,6 +396,20 @@ def _xml_compatible(data: bytes) -> bool:
     return len(data.translate(None, _NOT_XML_ASCII)) == len(data) and not any(
         sequence in data for sequence in _NOT_XML_UTF8
     )
+
+
+_CONTROLS_TO_SPACES = bytes(32 if byte in _NOT_XML_ASCII else byte for byte in range(256))
+
+
+def _xml_spaces(data: bytes) -> bytes:
+    """UTF-8 ``data`` with each character of ``_NOT_XML`` replaced by a space.
+
+    Byte by byte is safe: ASCII bytes never occur inside a multi-byte UTF-8 sequence.
+    """
+    data = data.translate(_CONTROLS_TO_SPACES)
+    for sequence in _NOT_XML_UTF8:
+        data = data.replace(sequence, b" ")
+    return data
 
 
 def _block_text(main: Any) -> str | None:
@@ -556,8 +604,14 @@ def extract_page(
         The page's data; malformed HTML yields what could be read, never an exception.
     """
     empty_hash = hashlib.sha256(b"").hexdigest()
+    data = html.encode("utf-8", "replace")
+    if not _xml_compatible(data):
+        # A stray control character (a NUL, a form feed, a \x08 pasted from a word processor) is a parse
+        # error browsers shrug off; lxml keeps it in the text, then refuses it in every text it is asked to
+        # set, so the page read as empty: no title, no links, no words. Each one reads as a space.
+        data = _xml_spaces(data)
     try:
-        root = etree.fromstring(html.encode("utf-8", "replace"), _parser())
+        root = etree.fromstring(data, _parser())
     except (etree.ParserError, etree.XMLSyntaxError, ValueError):
         root = None
     if root is None:

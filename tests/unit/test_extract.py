@@ -219,6 +219,42 @@ def test_state_class_on_wrapper_does_not_drop_content() -> None:
     assert extract_page(html, "https://a.example/").main_text == "Real content."
 
 
+@pytest.mark.parametrize(
+    "wrapper",
+    ['<div id="content-sidebar-wrap">', '<div class="page-with-sidebar">', '<section id="related-content">'],
+)
+def test_box_named_like_boilerplate_that_wraps_the_content_stays(wrapper: str) -> None:
+    # Theme wrappers hold the article and its sidebar: the name is boilerplate, the box is the page.
+    close = "</section>" if wrapper.startswith("<section") else "</div>"
+    steps = "Run the installer and follow the steps. " * 8
+    html = (
+        f"<body>{wrapper}<div><h2>Installing</h2><p>{steps}</p></div>"
+        '<div class="sidebar"><p>Popular posts</p></div>'
+        f"{close}<div class='share'><a href='/s'>Share</a></div></body>"
+    )
+    data = extract_page(html, "https://a.example/")
+    assert data.main_text.startswith("Installing\nRun the installer")
+    assert "Popular posts" not in data.main_text  # the real sidebar inside it still goes
+    assert "Share" not in data.main_text
+    assert data.word_count == 57
+
+
+def test_box_named_like_boilerplate_holding_the_h1_stays() -> None:
+    html = (
+        '<body><div class="related-article"><h1>Pricing</h1><p>From 5 EUR.</p></div>'
+        '<div class="related"><p>Other pages</p></div></body>'
+    )
+    assert extract_page(html, "https://a.example/").main_text == "Pricing\nFrom 5 EUR."
+
+
+def test_menu_bigger_than_a_thin_page_still_goes() -> None:
+    # Most of main's text, but nearly all of it links: navigation, not content.
+    html = '<body><p>Coming soon.</p><div class="main-menu">' + '<a href="/a">Products and services</a> ' * 20
+    data = extract_page(html + "</div></body>", "https://a.example/")
+    assert data.main_text == "Coming soon."
+    assert data.word_count == 2
+
+
 def test_empty_main_falls_back_to_body() -> None:
     html = "<body><main></main><div><p>Rendered elsewhere.</p></div></body>"
     assert extract_page(html, "https://a.example/").main_text == "Rendered elsewhere."
@@ -279,6 +315,22 @@ def test_never_raises(html: str) -> None:
     data = extract_page(html, "https://a.example/x")
     assert isinstance(data, PageData)
     assert len(data.text_hash) == 64
+
+
+@pytest.mark.parametrize("control", ["\x00", "\x01", "\x08", "\x0b", "\x0c", "\x1b", "\x1f", "\ufffe"])
+def test_control_character_does_not_empty_the_page(control: str) -> None:
+    # Browsers shrug these off; libxml2 keeps them in the text, which lxml then refuses to rewrite.
+    html = (
+        f"<html><head><title>Price{control} list</title></head><body><h1>Prices{control}</h1>"
+        f'<p>Plans start at 5 EUR{control} a month. <a href="/plans">Compare plans</a></p></body></html>'
+    )
+    data = extract_page(html, "https://a.example/")
+    assert data.title == "Price list"
+    assert data.headings["h1"] == ["Prices"]
+    assert [link.href for link in data.links] == ["https://a.example/plans"]
+    assert data.main_text == "Prices\nPlans start at 5 EUR a month. Compare plans"
+    # the same page without the character: same text, same hash (no change reported on a re-crawl)
+    assert data.text_hash == extract_page(html.replace(control, ""), "https://a.example/").text_hash
 
 
 def test_empty_document_is_empty_data() -> None:
