@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from flows.refresh_page import JobOutcome, RefreshParams, refresh_page
 from sitesteward.settings import get_settings
 from tasks.locks import step_locks
+from tasks.refresh import sharing_ledger
 
 
 class RefreshBatchParams(BaseModel):
@@ -78,8 +79,13 @@ def refresh_batch(params: RefreshBatchParams) -> RefreshBatchSummary:
     ``SITESTEWARD_LOCK_URL`` (Redis) when several workers share the pool.
     """
     job_ids = list(dict.fromkeys(params.job_ids))  # a job listed twice runs once
-    with ThreadPoolExecutor(max_workers=min(params.concurrency, len(job_ids))) as pool:
-        # Each thread runs in a copy of this run's context, so its refresh_page is a subflow of this run.
+    # One ledger (engine, connections, statement cache) for every job of the batch, not one per job run.
+    with (
+        sharing_ledger(get_settings().ledger_url),
+        ThreadPoolExecutor(max_workers=min(params.concurrency, len(job_ids))) as pool,
+    ):
+        # Each thread runs in a copy of this run's context, so its refresh_page is a subflow of this run
+        # (and uses the shared ledger).
         futures = [
             pool.submit(
                 contextvars.copy_context().run, _run_one, job_id, params.lease_seconds, params.llm_block

@@ -44,6 +44,7 @@ from tasks.refresh import (
     compare_page,
     draft_refresh,
     drafting_settings,
+    ledger_at,
     link_draft,
     publish_edit,
     read_page_source,
@@ -181,8 +182,8 @@ def refresh_page(params: RefreshParams) -> JobOutcome:
         max_links=params.max_links,
         lease_seconds=params.lease_seconds,
     )
-    ledger = Ledger.open(get_settings().ledger_url)
-    try:
+    # Its own ledger, or the one the enclosing batch (or sweep) shares with all its job runs.
+    with ledger_at(get_settings().ledger_url) as ledger:
         return run_job(
             ledger,
             params.job_id,
@@ -191,5 +192,3 @@ def refresh_page(params: RefreshParams) -> JobOutcome:
             drafter=drafter,
             options=options,
         )
-    finally:
-        ledger.close()

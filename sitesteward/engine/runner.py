@@ -81,11 +81,17 @@ class JobRunner:
 
     def acquire(self) -> None:
         """Take the job's lease; later writes carry its fencing token (the job version)."""
-        self.ledger.acquire_lease(self.job_id, self.owner, self.lease)
-        self.refresh()
+        self.job = self.ledger.take_lease(self.job_id, self.owner, self.lease)
         _fault("after_lease")
 
     def release(self) -> None:
+        if self.job.lease_owner == self.owner:
+            # Usually nobody has written the job since this runner last did: release at that version.
+            try:
+                self.job = self.ledger.release_lease(self.job_id, self.owner, self.job.version)
+                return
+            except StaleVersion:
+                pass  # it moved meanwhile (nothing was written): read it again, as below
         job = self.refresh()
         if job.lease_owner == self.owner:
             self.job = self.ledger.release_lease(self.job_id, self.owner, job.version)
@@ -96,6 +102,19 @@ class JobRunner:
             return self.job
         self.job = self.ledger.transition(self.job_id, to, expected_version=self.job.version, **columns)  # type: ignore[arg-type]
         return self.job
+
+    def settle(self, to: JobState, **columns: object) -> JobRecord:
+        """:meth:`advance` from the job as this runner last wrote or read it; if someone else has written it
+        since (the compare-and-set refuses, writing nothing), read it again and advance from there.
+
+        The same outcome as reading the job before every advance, without that read when nobody else
+        touched the job (the usual case: this runner holds its lease).
+        """
+        try:
+            return self.advance(to, **columns)
+        except StaleVersion:
+            self.refresh()
+            return self.advance(to, **columns)
 
     def stop(self, state: JobState, reason: StopReason, message: str, next_action: str) -> JobStopped:
         """Record a terminal state with its reason, next action and a triage note.
@@ -172,6 +191,5 @@ class JobRunner:
             _fault(f"after_{name}_task")
             self.ledger.complete_step(self.job_id, name, input_hash, output, fence=self.job.version)
             _fault(f"after_{name}_commit")
-        self.refresh()
-        self.advance(to, **columns)
+        self.settle(to, **columns)
         return output

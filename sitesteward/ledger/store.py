@@ -31,7 +31,7 @@ from types import TracebackType
 from typing import Any, Concatenate, Final, ParamSpec, Self, TypeVar
 
 from pydantic import BaseModel
-from sqlalchemy import Engine, create_engine, event, or_, select, update
+from sqlalchemy import Engine, bindparam, create_engine, event, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, make_url
@@ -183,15 +183,111 @@ def _evidence(row: Mapping[Any, Any]) -> EvidenceRecord:
     return EvidenceRecord.model_validate(data)
 
 
+# ------------------------------------------------------------------------------ built statements
+
+# The statements of the hot paths (every step of every job runs several) are built once: building a Core
+# statement and its cache key costs about as much CPU as executing it, and a statement object that is
+# used again keeps its cache key. What they say is exactly what the inline versions said.
+_J, _S, _E, _A = schema.jobs.c, schema.steps.c, schema.evidence.c, schema.approvals.c
+_FIND_JOB = select(schema.jobs).where(_J.job_id == bindparam("p_job_id"))
+_LOCK_JOB = _FIND_JOB.with_for_update()
+_STEP = select(schema.steps).where(
+    _S.job_id == bindparam("p_job_id"),
+    _S.step == bindparam("p_step"),
+    _S.input_hash == bindparam("p_input_hash"),
+)
+_LATEST_EVIDENCE = (
+    select(schema.evidence)
+    .where(
+        _E.job_id == bindparam("p_job_id"),
+        _E.kind == bindparam("p_kind"),
+        _E.check_key == bindparam("p_check"),
+    )
+    .order_by(_E.seq.desc())
+    .limit(1)
+)
+_CHAIN_HEAD = select(_E.hash).where(_E.job_id == bindparam("p_job_id")).order_by(_E.seq.desc()).limit(1)
+_FIND_APPROVAL = select(schema.approvals).where(
+    _A.job_id == bindparam("p_job_id"), _A.draft_sha == bindparam("p_draft_sha")
+)
+_INSERT_EVIDENCE = schema.evidence.insert().returning(*schema.evidence.c)
+_LAST_ATTEMPT = (
+    select(schema.attempts.c.number)
+    .where(schema.attempts.c.job_id == bindparam("p_job_id"), schema.attempts.c.step == bindparam("p_step"))
+    .order_by(schema.attempts.c.number.desc())
+)
+_FIND_EFFECT = select(schema.effects).where(schema.effects.c.key == bindparam("p_key"))
+_INSERT_IGNORE: dict[tuple[str, str], Any] = {}
+_JOB_CAS: dict[tuple[str, ...], Any] = {}
+_STEP_UPDATE: dict[tuple[str, ...], Any] = {}
+
+
+def _job_cas(columns: tuple[str, ...]) -> Any:
+    """``UPDATE jobs SET <columns> WHERE job_id = :p_job_id AND version = :p_version`` (built once)."""
+    statement = _JOB_CAS.get(columns)
+    if statement is None:
+        statement = (
+            update(schema.jobs)
+            .where(_J.job_id == bindparam("p_job_id"), _J.version == bindparam("p_version"))
+            .values({name: bindparam(f"v_{name}", type_=_J[name].type) for name in columns})
+        )
+        _JOB_CAS[columns] = statement
+    return statement
+
+
+def _step_update(columns: tuple[str, ...]) -> Any:
+    """``UPDATE steps SET <columns> WHERE <step run> AND status <> 'completed' RETURNING *`` (built once)."""
+    statement = _STEP_UPDATE.get(columns)
+    if statement is None:
+        statement = (
+            update(schema.steps)
+            .where(
+                _S.job_id == bindparam("p_job_id"),
+                _S.step == bindparam("p_step"),
+                _S.input_hash == bindparam("p_input_hash"),
+                _S.status != StepStatus.completed.value,
+            )
+            .values({name: bindparam(f"v_{name}", type_=_S[name].type) for name in columns})
+            .returning(*schema.steps.c)
+        )
+        _STEP_UPDATE[columns] = statement
+    return statement
+
+
+def _insert_ignoring(dialect: str, table: Table) -> Any:
+    """``INSERT ... ON CONFLICT DO NOTHING RETURNING *``, the values given at execution (built once)."""
+    statement = _INSERT_IGNORE.get((dialect, table.name))
+    if statement is None:
+        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        statement = insert(table).on_conflict_do_nothing().returning(*table.c)
+        _INSERT_IGNORE[(dialect, table.name)] = statement
+    return statement
+
+
+def _step_params(job_id: str, step: str, input_hash: str) -> dict[str, str]:
+    return {"p_job_id": job_id, "p_step": step, "p_input_hash": input_hash}
+
+
 def _insert_ignore(conn: Connection, table: Table, values: Mapping[str, Any]) -> bool:
     """INSERT unless any unique constraint (primary key or partial index) says no; True if inserted."""
     # RETURNING, not rowcount: SQLAlchemy does not keep an INSERT's rowcount on every driver.
-    key = next(iter(table.primary_key.columns))
-    if conn.dialect.name == "postgresql":
-        statement = pg_insert(table).values(**values).on_conflict_do_nothing().returning(key)
-    else:
-        statement = sqlite_insert(table).values(**values).on_conflict_do_nothing().returning(key)
-    return conn.execute(statement).first() is not None
+    return conn.execute(_insert_ignoring(conn.dialect.name, table), dict(values)).first() is not None
+
+
+def _insert_step(conn: Connection, values: Mapping[str, Any]) -> StepRecord | None:
+    """INSERT a step run unless it exists; the inserted row (None when it existed already)."""
+    row = conn.execute(_insert_ignoring(conn.dialect.name, schema.steps), dict(values)).first()
+    return None if row is None else _step(row._mapping)
+
+
+def _update_unfinished_step(
+    conn: Connection, job_id: str, step: str, input_hash: str, values: Mapping[str, Any]
+) -> StepRecord | None:
+    """UPDATE a step run that exists and is not completed; the updated row (None when there was none)."""
+    params = {f"v_{name}": value for name, value in values.items()}
+    statement = _step_update(tuple(values))
+    row = conn.execute(statement, {**params, **_step_params(job_id, step, input_hash)}).first()
+    return None if row is None else _step(row._mapping)
 
 
 def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
@@ -761,19 +857,36 @@ class Ledger:
             UnknownJob: no such job.
             LeaseHeld: another owner's lease has not expired (``retry_after`` says for how long).
         """
+        with self._tx() as conn:
+            return self._acquire_lease(conn, job_id, owner, ttl)
+
+    @_reconnecting
+    def take_lease(self, job_id: str, owner: str, ttl: timedelta) -> JobRecord:
+        """:meth:`acquire_lease`, returning the leased job (its ``version`` is the fencing token).
+
+        One transaction instead of an acquisition and a read: a runner renews its lease before every step.
+
+        Raises:
+            UnknownJob: no such job.
+            LeaseHeld: another owner's lease has not expired (``retry_after`` says for how long).
+        """
+        with self._tx() as conn:
+            self._acquire_lease(conn, job_id, owner, ttl)
+            return self._read_job(conn, job_id)
+
+    def _acquire_lease(self, conn: Connection, job_id: str, owner: str, ttl: timedelta) -> int:
         if ttl <= timedelta(0):
             raise ValueError("lease ttl must be positive")
         now = self._now()
-        with self._tx() as conn:
-            row = self._lock_job(conn, job_id)
-            holder, expires = row["lease_owner"], row["lease_expires_at"]
-            if holder is not None and holder != owner and expires is not None and expires > now:
-                raise LeaseHeld(
-                    f"job {job_id} is leased to {holder} until {expires.isoformat()}",
-                    retry_after=(expires - now).total_seconds(),
-                )
-            self._cas(conn, job_id, row["version"], {"lease_owner": owner, "lease_expires_at": now + ttl})
-            return int(row["version"]) + 1
+        row = self._lock_job(conn, job_id)
+        holder, expires = row["lease_owner"], row["lease_expires_at"]
+        if holder is not None and holder != owner and expires is not None and expires > now:
+            raise LeaseHeld(
+                f"job {job_id} is leased to {holder} until {expires.isoformat()}",
+                retry_after=(expires - now).total_seconds(),
+            )
+        self._cas(conn, job_id, row["version"], {"lease_owner": owner, "lease_expires_at": now + ttl})
+        return int(row["version"]) + 1
 
     @_reconnecting_settled(_release_settled)
     def release_lease(self, job_id: str, owner: str, fence: int) -> JobRecord:
@@ -882,9 +995,8 @@ class Ledger:
             if fence is not None:
                 _check_version(row, fence)
             key = {"job_id": job_id, "step": step, "input_hash": input_hash}
-            inserted = _insert_ignore(
+            inserted = _insert_step(
                 conn,
-                schema.steps,
                 {
                     **key,
                     "status": StepStatus.running.value,
@@ -893,21 +1005,26 @@ class Ledger:
                     "updated_at": now,
                 },
             )
+            if inserted is not None:
+                return inserted
             current = self._read_step(conn, job_id, step, input_hash)
-            if inserted or current.status is StepStatus.completed:
+            if current.status is StepStatus.completed:
                 return current
-            conn.execute(
-                update(schema.steps)
-                .where(*_step_where(job_id, step, input_hash))
-                .values(
-                    status=StepStatus.running.value,
-                    attempts=current.attempts + 1,
-                    error=None,
-                    started_at=now,
-                    updated_at=now,
-                )
+            restarted = _update_unfinished_step(
+                conn,
+                job_id,
+                step,
+                input_hash,
+                {
+                    "status": StepStatus.running.value,
+                    "attempts": current.attempts + 1,
+                    "error": None,
+                    "started_at": now,
+                    "updated_at": now,
+                },
             )
-            return self._read_step(conn, job_id, step, input_hash)
+            # The job's row lock keeps other writers of its steps out: the run is still there, unfinished.
+            return restarted if restarted is not None else self._read_step(conn, job_id, step, input_hash)
 
     @_reconnecting
     def complete_step(
@@ -938,14 +1055,7 @@ class Ledger:
                 "finished_at": now,
                 "updated_at": now,
             }
-            key = {"job_id": job_id, "step": step, "input_hash": input_hash}
-            if _insert_ignore(conn, schema.steps, {**key, **values, "attempts": 1, "started_at": now}):
-                return self._read_step(conn, job_id, step, input_hash)
-            current = self._read_step(conn, job_id, step, input_hash)
-            if current.status is StepStatus.completed:
-                return current
-            conn.execute(update(schema.steps).where(*_step_where(job_id, step, input_hash)).values(**values))
-            return self._read_step(conn, job_id, step, input_hash)
+            return self._finish_step(conn, job_id, step, input_hash, values, now)
 
     @_reconnecting
     def fail_step(
@@ -968,20 +1078,34 @@ class Ledger:
                 "finished_at": now,
                 "updated_at": now,
             }
-            key = {"job_id": job_id, "step": step, "input_hash": input_hash}
-            if _insert_ignore(conn, schema.steps, {**key, **values, "attempts": 1, "started_at": now}):
-                return self._read_step(conn, job_id, step, input_hash)
-            current = self._read_step(conn, job_id, step, input_hash)
-            if current.status is StepStatus.completed:
-                return current
-            conn.execute(update(schema.steps).where(*_step_where(job_id, step, input_hash)).values(**values))
-            return self._read_step(conn, job_id, step, input_hash)
+            return self._finish_step(conn, job_id, step, input_hash, values, now)
+
+    def _finish_step(
+        self,
+        conn: Connection,
+        job_id: str,
+        step: str,
+        input_hash: str,
+        values: Mapping[str, Any],
+        now: datetime,
+    ) -> StepRecord:
+        # Caller holds the job's row lock (every writer of a job's steps takes it first), so the step run
+        # cannot change between these statements: update an unfinished run, else insert one, else the
+        # completed run stays as it is (the first completion wins).
+        updated = _update_unfinished_step(conn, job_id, step, input_hash, values)
+        if updated is not None:
+            return updated
+        key = {"job_id": job_id, "step": step, "input_hash": input_hash}
+        inserted = _insert_step(conn, {**key, **values, "attempts": 1, "started_at": now})
+        if inserted is not None:
+            return inserted
+        return self._read_step(conn, job_id, step, input_hash)
 
     @_reconnecting
     def get_step(self, job_id: str, step: str, input_hash: str) -> StepRecord | None:
         """The step run for this input hash, or None if it never started."""
         with self._tx(write=False) as conn:
-            row = conn.execute(select(schema.steps).where(*_step_where(job_id, step, input_hash))).first()
+            row = conn.execute(_STEP, _step_params(job_id, step, input_hash)).first()
             return None if row is None else _step(row._mapping)
 
     @_reconnecting
@@ -1337,37 +1461,26 @@ class Ledger:
         latest = self._latest(conn, job_id, kind, check)
         if latest is not None and latest.payload_sha == payload_sha:
             return latest
-        head = conn.execute(
-            select(schema.evidence.c.hash)
-            .where(schema.evidence.c.job_id == job_id)
-            .order_by(schema.evidence.c.seq.desc())
-            .limit(1)
-        ).scalar()
+        head = conn.execute(_CHAIN_HEAD, {"p_job_id": job_id}).scalar()
         prev = head or GENESIS
         digest = record_hash(job_id=job_id, kind=kind, check=check, payload_sha=payload_sha, prev_hash=prev)
-        conn.execute(
-            schema.evidence.insert().values(
-                job_id=job_id,
-                kind=kind,
-                check_key=check,
-                payload=text,
-                payload_sha=payload_sha,
-                prev_hash=prev,
-                hash=digest,
-                created_at=self._now(),
-            )
-        )
-        row = conn.execute(select(schema.evidence).where(schema.evidence.c.hash == digest)).one()
+        row = conn.execute(
+            _INSERT_EVIDENCE,
+            {
+                "job_id": job_id,
+                "kind": kind,
+                "check_key": check,
+                "payload": text,
+                "payload_sha": payload_sha,
+                "prev_hash": prev,
+                "hash": digest,
+                "created_at": self._now(),
+            },
+        ).one()
         return _evidence(row._mapping)
 
     def _latest(self, conn: Connection, job_id: str, kind: str, check: str) -> EvidenceRecord | None:
-        table = schema.evidence.c
-        row = conn.execute(
-            select(schema.evidence)
-            .where(table.job_id == job_id, table.kind == kind, table.check_key == check)
-            .order_by(table.seq.desc())
-            .limit(1)
-        ).first()
+        row = conn.execute(_LATEST_EVIDENCE, {"p_job_id": job_id, "p_kind": kind, "p_check": check}).first()
         return None if row is None else _evidence(row._mapping)
 
     def _check_facts(self, conn: Connection, job_id: str, to: JobState, draft_sha: str | None) -> None:
@@ -1408,26 +1521,24 @@ class Ledger:
                 )
 
     def _cas(self, conn: Connection, job_id: str, expected_version: int, changes: Mapping[str, Any]) -> None:
+        values = {**changes, "version": expected_version + 1, "updated_at": self._now()}
+        params = {f"v_{name}": value for name, value in values.items()}
         result = conn.execute(
-            update(schema.jobs)
-            .where(schema.jobs.c.job_id == job_id, schema.jobs.c.version == expected_version)
-            .values(**changes, version=expected_version + 1, updated_at=self._now())
+            _job_cas(tuple(values)), {**params, "p_job_id": job_id, "p_version": expected_version}
         )
         if result.rowcount != 1:
             raise StaleVersion(f"job {job_id} moved past version {expected_version}")
 
     @staticmethod
     def _lock_job(conn: Connection, job_id: str) -> dict[str, Any]:
-        row = conn.execute(
-            select(schema.jobs).where(schema.jobs.c.job_id == job_id).with_for_update()
-        ).first()
+        row = conn.execute(_LOCK_JOB, {"p_job_id": job_id}).first()
         if row is None:
             raise UnknownJob(f"no job {job_id!r}")
         return dict(row._mapping)
 
     @staticmethod
     def _find_job(conn: Connection, job_id: str) -> JobRecord | None:
-        row = conn.execute(select(schema.jobs).where(schema.jobs.c.job_id == job_id)).first()
+        row = conn.execute(_FIND_JOB, {"p_job_id": job_id}).first()
         return None if row is None else _job(row._mapping)
 
     def _read_job(self, conn: Connection, job_id: str) -> JobRecord:
@@ -1448,17 +1559,12 @@ class Ledger:
 
     @staticmethod
     def _attempt_count(conn: Connection, job_id: str, step: str) -> int:
-        table = schema.attempts.c
-        value = conn.execute(
-            select(table.number)
-            .where(table.job_id == job_id, table.step == step)
-            .order_by(table.number.desc())
-        ).first()
+        value = conn.execute(_LAST_ATTEMPT, {"p_job_id": job_id, "p_step": step}).first()
         return 0 if value is None else int(value[0])
 
     @staticmethod
     def _read_step(conn: Connection, job_id: str, step: str, input_hash: str) -> StepRecord:
-        row = conn.execute(select(schema.steps).where(*_step_where(job_id, step, input_hash))).one()
+        row = conn.execute(_STEP, _step_params(job_id, step, input_hash)).one()
         return _step(row._mapping)
 
     def _locked_effect(self, conn: Connection, key: str, fence: int) -> EffectRecord:
@@ -1471,7 +1577,7 @@ class Ledger:
 
     @staticmethod
     def _find_effect(conn: Connection, key: str) -> EffectRecord | None:
-        row = conn.execute(select(schema.effects).where(schema.effects.c.key == key)).first()
+        row = conn.execute(_FIND_EFFECT, {"p_key": key}).first()
         return None if row is None else _effect(row._mapping)
 
     def _read_effect(self, conn: Connection, key: str) -> EffectRecord:
@@ -1482,10 +1588,7 @@ class Ledger:
 
     @staticmethod
     def _find_approval(conn: Connection, job_id: str, draft_sha: str) -> ApprovalRecord | None:
-        table = schema.approvals.c
-        row = conn.execute(
-            select(schema.approvals).where(table.job_id == job_id, table.draft_sha == draft_sha)
-        ).first()
+        row = conn.execute(_FIND_APPROVAL, {"p_job_id": job_id, "p_draft_sha": draft_sha}).first()
         return None if row is None else _approval(row._mapping)
 
     def _read_approval(self, conn: Connection, job_id: str, draft_sha: str) -> ApprovalRecord:
@@ -1501,11 +1604,6 @@ def _check_version(row: Mapping[str, Any], expected: int) -> None:
             f"job {row['job_id']} is at version {row['version']} ({row['state']}), not {expected}: "
             "someone else moved it (re-read the job; a lost lease means stop)"
         )
-
-
-def _step_where(job_id: str, step: str, input_hash: str) -> tuple[Any, ...]:
-    table = schema.steps.c
-    return (table.job_id == job_id, table.step == step, table.input_hash == input_hash)
 
 
 def _field_changes(**fields: str | _Keep | None) -> dict[str, Any]:

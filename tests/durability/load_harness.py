@@ -9,7 +9,9 @@ processes (``tests/durability/load_worker.py``) running jobs with the plain engi
 The supervisor (this process) feeds job ids to the workers, restarts a worker that died (seeded SIGKILLs at
 fault points), runs the sweeper so jobs whose worker died are picked up again once their lease expires,
 approves jobs as they reach review, and stops when no job is live. :meth:`LoadReport.check` then asserts the
-invariants. Every decision comes from ``LOAD_SEED`` (printed, and named by a failing check), so
+invariants. Workers are forked from a ``multiprocessing`` fork server that imported the worker module once
+(each is a process of its own, SIGKILLed for real; only the ~1.5 s of imports a new interpreter pays per
+worker is shared). Every decision comes from ``LOAD_SEED`` (printed, and named by a failing check), so
 ``LOAD_SEED=<seed> pytest ...`` replays the same fault schedule.
 """
 
@@ -19,17 +21,18 @@ import hashlib
 import heapq
 import io
 import json
+import multiprocessing
+import multiprocessing.context
 import os
 import random
 import re
 import resource
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from datetime import timedelta
+from multiprocessing.connection import Connection
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -49,6 +52,7 @@ from sitesteward.ledger import (
 from sitesteward.models import Finding, Severity
 from sitesteward.sweep import sweep_ledger
 from tests.durability.harness import NEW, OLD, ROOT, llm_answer
+from tests.durability.load_worker import serve
 from tests.llm_server import FakeLLMServer, Reply
 
 EXAMPLE_SOURCES = ROOT / "examples" / "sources"
@@ -157,13 +161,72 @@ class FlakyLLMServer(FakeLLMServer):
         return Reply.slow(self.delay, self.answer) if slow else self.answer
 
 
-def _close_pipes(process: subprocess.Popen[str]) -> None:
-    for pipe in (process.stdin, process.stdout):
-        if pipe is not None:
-            try:
-                pipe.close()
-            except OSError:  # a dead worker's stdin may refuse the final flush
-                pass
+def _fork_server() -> multiprocessing.context.ForkServerContext:
+    """The fork server workers start from: a fresh interpreter that imported the worker module once.
+
+    A new worker then costs a fork, not an interpreter start and its imports (~1.5 s of CPU each; a load run
+    with seeded kills starts dozens). The server holds no connection, thread or setting: each worker opens
+    its own ledger and clients under the environment it is given (:func:`load_worker.serve`).
+    """
+    context = multiprocessing.get_context("forkserver")
+    # The worker module, and what a worker's first job imports lazily (~0.25 s of CPU more per worker).
+    context.set_forkserver_preload(["tests.durability.load_worker", "trafilatura", "psycopg", "jiter"])
+    return context
+
+
+class _WorkerProcess:
+    """One worker process (forked from :func:`_fork_server`) and its two pipes."""
+
+    def __init__(self, arm_after: int, fault: str, lease: float, environment: dict[str, str]) -> None:
+        context = _fork_server()
+        jobs_out, self._jobs = context.Pipe(duplex=False)
+        self._answers, answers_in = context.Pipe(duplex=False)
+        self.process = context.Process(
+            target=serve,
+            args=(arm_after, fault, lease, environment, jobs_out, answers_in),
+            name="load-worker",
+            daemon=True,
+        )
+        self.process.start()
+        # The worker holds the other ends now: once it dies, reading its answers ends (EOF).
+        jobs_out.close()
+        answers_in.close()
+
+    @property
+    def pid(self) -> int:
+        assert self.process.pid is not None
+        return self.process.pid
+
+    def ask(self, job_id: str) -> str:
+        """Send one job id and wait for its answer; ``""`` when the worker died instead."""
+        try:
+            self._jobs.send_bytes(job_id.encode())
+            return self._answers.recv_bytes().decode()
+        except (EOFError, OSError):  # OSError: the worker was gone before the job id reached it
+            return ""
+
+    def alive(self) -> bool:
+        return self.process.is_alive()
+
+    def wait(self, timeout: float) -> int | None:
+        """The exit code once the process ended (``-9``: SIGKILL), None if it still runs after ``timeout``."""
+        self.process.join(timeout)
+        return self.process.exitcode
+
+    def finish(self) -> None:
+        """No more jobs: let the worker exit (killed after 10 s), then release the pipes."""
+        _close(self._jobs)
+        if self.wait(10) is None:
+            self.process.kill()
+            self.wait(30)
+        _close(self._answers)
+
+
+def _close(connection: Connection) -> None:
+    try:
+        connection.close()
+    except OSError:
+        pass
 
 
 def _cpu(usage: resource.struct_rusage) -> float:
@@ -190,7 +253,7 @@ def write_site(root: Path, pages: int, sources_url: str) -> list[str]:
 
 @dataclass
 class _Worker:
-    process: subprocess.Popen[str]
+    process: _WorkerProcess
     fault: str | None
 
 
@@ -302,6 +365,7 @@ class LoadRun:
         self.workers: list[_Worker] = []
         self.runs_done = 0
         self.reconnects: dict[int, int] = {}  # worker pid -> its ledger's reconnects so far
+        self.worker_cpu: dict[int, float] = {}  # worker pid -> its CPU seconds as of its last answer
 
     # ------------------------------------------------------------------------------- lifecycle
 
@@ -406,23 +470,7 @@ class LoadRun:
             self.spawns += 1
             # Arm after a random number of jobs, so kills spread over the run.
             arm_after = self.rng.randrange(0, max(2, self.spec.jobs // (self.spec.workers + self.spec.kills)))
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.durability.load_worker",
-                str(arm_after),
-                fault or "-",
-                str(self.spec.lease_seconds),
-            ],
-            cwd=ROOT,
-            env=self._env(),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            bufsize=1,
-        )
+        process = _WorkerProcess(arm_after, fault or "-", self.spec.lease_seconds, self._env())
         worker = _Worker(process, fault)
         with self._lock:
             self.workers.append(worker)
@@ -437,16 +485,10 @@ class LoadRun:
                 job_id = self._take()
                 if job_id is None:
                     continue
-                assert worker.process.stdin is not None and worker.process.stdout is not None
-                try:
-                    worker.process.stdin.write(job_id + "\n")
-                    worker.process.stdin.flush()
-                    line = worker.process.stdout.readline()
-                except (BrokenPipeError, OSError):
-                    line = ""
+                line = worker.process.ask(job_id)
                 if not line:  # the worker died on this job: its lease runs out, the sweeper finds it
                     code = worker.process.wait(timeout=30)
-                    _close_pipes(worker.process)
+                    worker.process.finish()
                     self.kills.append((job_id, worker.fault or f"exit {code}"))
                     if code != -9:
                         self.errors.append(f"worker exited {code} on {job_id}")
@@ -457,18 +499,11 @@ class LoadRun:
                 self.runs_done += 1
                 result = json.loads(line)
                 self.reconnects[worker.process.pid] = int(result.get("reconnects", 0))
+                self.worker_cpu[worker.process.pid] = float(result.get("cpu", 0.0))
                 self._handle(result)
         finally:
-            if worker is not None and worker.process.poll() is None:
-                assert worker.process.stdin is not None
-                worker.process.stdin.close()
-                try:
-                    worker.process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    worker.process.kill()
-                    worker.process.wait()
             if worker is not None:
-                _close_pipes(worker.process)
+                worker.process.finish()
 
     def _handle(self, result: dict[str, Any]) -> None:
         job_id = result["job_id"]
@@ -527,7 +562,6 @@ class LoadRun:
     def run(self, deadline_seconds: float) -> LoadReport:
         """Run every job to the end (or the deadline) and return the report (call ``check`` on it)."""
         started = time.monotonic()
-        children = resource.getrusage(resource.RUSAGE_CHILDREN)
         own = resource.getrusage(resource.RUSAGE_SELF)
         for job_id in self.job_ids:
             self.enqueue(job_id)
@@ -541,7 +575,6 @@ class LoadRun:
             for slot in slots:
                 slot.join(timeout=60)
         assert not self.errors, f"{self.spec.replay}: {self.errors[:5]}"
-        children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
         own_after = resource.getrusage(resource.RUSAGE_SELF)
         return LoadReport(
             spec=self.spec,
@@ -556,8 +589,10 @@ class LoadRun:
             origin_503=self.site.failed,
             llm_calls=Counter(self.llm.calls_by_page),
             llm_timeouts=Counter(self.llm.timeouts_by_page),
-            worker_cpu=_cpu(children_after) - _cpu(children),
+            # The workers are the fork server's children, not ours: each reports its CPU with every answer
+            # (a killed worker's last, unanswered job is missing from the sum).
+            worker_cpu=sum(self.worker_cpu.values()),
             supervisor_cpu=_cpu(own_after) - _cpu(own),
-            workers_alive=sum(1 for worker in self.workers if worker.process.poll() is None),
+            workers_alive=sum(1 for worker in self.workers if worker.process.alive()),
             reconnects=sum(self.reconnects.values()) + self.ledger.reconnects,
         )

@@ -312,7 +312,10 @@ def test_300_jobs_on_two_workers_survive_a_killed_worker(
         )
         sweep = run_deployment(
             "sweep_jobs/sweep-jobs",
-            parameters={"params": {"idle_minutes": IDLE_MINUTES, "limit": PAGES}},
+            # The orphans are restarted as many at a time as a batch runs its jobs.
+            parameters={
+                "params": {"idle_minutes": IDLE_MINUTES, "limit": PAGES, "concurrency": BATCH_CONCURRENCY}
+            },
             timeout=0,
             as_subflow=False,
         )
