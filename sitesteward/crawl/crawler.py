@@ -180,7 +180,7 @@ class _Crawl:
         self.query: QueryHandling = config.query_handling
         self.fetcher = Fetcher(client, config, guard=guard, politeness=politeness, user_agent=user_agent)
         self.robots = RobotsCache(self.fetcher, user_agent, politeness)
-        self.fetcher.robots = self.robots.allows
+        self.fetcher.robots = self.robots.refusal
         self.counters = _Counters()
         self.state = _State()
         self.queue: asyncio.Queue[tuple[str, int]] = asyncio.Queue()

@@ -56,8 +56,24 @@ ACCEPT_HTML = "text/html,application/xhtml+xml;q=0.9,*/*;q=0.5"
 
 #: How a body is read: ``html`` (refuse non-HTML before reading), ``any`` (robots, sitemaps), ``none``.
 BodyMode = Literal["html", "any", "none"]
-#: ``await gate(url)`` tells whether robots.txt allows fetching ``url``.
-RobotsGate = Callable[[str], Awaitable[bool]]
+
+
+@dataclass(frozen=True, slots=True)
+class RobotsRefusal:
+    """Why the robots gate stops a URL: its origin's rules, or a robots.txt that could not be fetched.
+
+    ``error`` is ``robots_disallowed`` for rules; for an unreachable robots.txt it is that fetch's own
+    error (``address_refused``, ``connect_error``...), so a redirect to a private or dead host says so
+    instead of blaming robots.txt.
+    """
+
+    error: FetchError
+    detail: str
+    dns_failure: bool = False
+
+
+#: ``await gate(url)``: None when robots.txt lets the agent fetch ``url``, else why not.
+RobotsGate = Callable[[str], Awaitable[RobotsRefusal | None]]
 
 
 @dataclass
@@ -287,10 +303,12 @@ class Fetcher:
                 exchange.error, exchange.detail = FetchError.invalid_url, str(exc)
                 return
             visited.add(key)
-            if use_robots and self.robots is not None and not await self.robots(current):
-                exchange.error = FetchError.robots_disallowed
-                exchange.detail = f"robots.txt disallows {current}"
-                exchange.robots_blocked = current
+            refusal = await self.robots(current) if use_robots and self.robots is not None else None
+            if refusal is not None:
+                exchange.error, exchange.detail = refusal.error, refusal.detail
+                exchange.dns_failure = refusal.dns_failure
+                if refusal.error == FetchError.robots_disallowed:
+                    exchange.robots_blocked = current
                 return
             answer = await self._request_with_retries(current, method, body, headers, max_bytes, exchange)
             if answer is None:

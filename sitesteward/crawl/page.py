@@ -107,7 +107,7 @@ def _single_fetcher(
     guard = AddressGuard(allow_private=allow_private, resolver=resolver)
     fetcher = Fetcher(client, config, guard=guard, politeness=politeness, user_agent=user_agent)
     if obey_robots:
-        fetcher.robots = RobotsCache(fetcher, user_agent, politeness).allows
+        fetcher.robots = RobotsCache(fetcher, user_agent, politeness).refusal
     return fetcher
 
 

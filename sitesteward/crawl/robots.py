@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from protego import Protego
 
-from sitesteward.crawl.fetch import Fetcher
+from sitesteward.crawl.fetch import Fetcher, RobotsRefusal
 from sitesteward.crawl.politeness import Politeness
 from sitesteward.models import FetchError
 
@@ -139,6 +139,16 @@ class RobotsCache:
     async def allows(self, url: str) -> bool:
         """Tell whether robots.txt lets the configured agent fetch ``url``."""
         return (await self.policy(url)).allows(url)
+
+    async def refusal(self, url: str) -> RobotsRefusal | None:
+        """The robots gate of a :class:`~sitesteward.crawl.fetch.Fetcher`: None if ``url`` may be fetched."""
+        policy = await self.policy(url)
+        if policy.allows(url):
+            return None
+        if policy.unreachable is not None:
+            detail = policy.unreachable_detail or policy.detail
+            return RobotsRefusal(policy.unreachable, detail, dns_failure=policy.unreachable_dns)
+        return RobotsRefusal(FetchError.robots_disallowed, f"robots.txt disallows {url}")
 
     async def _load(self, origin: str) -> RobotsPolicy:
         exchange = await self._fetcher.fetch(

@@ -6,9 +6,11 @@ import httpx
 import pytest
 
 from sitesteward.crawl import AddressGuard, build_client, crawl_site
-from sitesteward.crawl.fetch import Fetcher
+from sitesteward.crawl.crawler import classify_link
+from sitesteward.crawl.fetch import Exchange, Fetcher
 from sitesteward.crawl.politeness import Politeness
-from sitesteward.models import FetchError
+from sitesteward.crawl.robots import RobotsCache
+from sitesteward.models import FetchError, LinkOutcome
 from tests.integration.conftest import quick_config, run, stub_resolver
 from tests.server import ScriptedServer
 
@@ -97,6 +99,38 @@ def test_guard_is_rechecked_on_every_redirect_hop(server: ScriptedServer) -> Non
     run(go())
     assert not server.requested("/admin")
     assert server.hits("/to-octal") == 1
+
+
+def test_redirect_hop_to_a_private_or_dead_host_is_reported_as_such_not_as_robots(
+    server: ScriptedServer,
+) -> None:
+    # With the robots gate on, each hop's origin has its robots.txt read first; when that fetch is refused
+    # (private address) or fails (no such name), the hop reports that error, not "robots.txt disallows".
+    server.redirect("/to-private", f"http://intranet.test:{server.port}/admin", host="trusted.test")
+    server.redirect("/to-dead", f"http://gone.test:{server.port}/page", host="trusted.test")
+    server.robots("User-agent: *\nDisallow: /secret\n", host="trusted.test")
+    server.redirect("/to-secret", "/secret", host="trusted.test")
+    config = quick_config(server.url("/"), allow_private=False, retries=0)
+
+    async def go() -> dict[str, Exchange]:
+        guard = _OnlyTrusted(allow_private=False, resolver=stub_resolver({"intranet.test": ["10.1.2.3"]}))
+        async with build_client(config, guard) as client:
+            fetcher = Fetcher(client, config, guard=guard, politeness=Politeness(4))
+            fetcher.robots = RobotsCache(fetcher, "sitesteward-test", Politeness(4)).refusal
+            paths = ("/to-private", "/to-dead", "/to-secret")
+            return {path: await fetcher.fetch(server.url(path, host="trusted.test")) for path in paths}
+
+    exchanges = run(go())
+    private, dead, secret = exchanges["/to-private"], exchanges["/to-dead"], exchanges["/to-secret"]
+    assert private.error == FetchError.address_refused and private.robots_blocked is None
+    assert "10.1.2.3" in (private.detail or "")
+    assert classify_link(private)[0] == LinkOutcome.error
+    assert dead.error == FetchError.connect_error and dead.dns_failure and dead.robots_blocked is None
+    assert classify_link(dead)[0] == LinkOutcome.broken  # a link to a name that no longer resolves
+    # rules still read as rules
+    assert secret.error == FetchError.robots_disallowed and secret.robots_blocked is not None
+    assert classify_link(secret)[0] == LinkOutcome.blocked
+    assert not server.requested("/admin") and not server.requested("/secret")
 
 
 @pytest.mark.scenario(
