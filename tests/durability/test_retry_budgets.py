@@ -402,14 +402,12 @@ def test_cost_budget_with_a_configured_price(llm: FakeLLMServer, request_42_to_5
         drafter.draft(request_42_to_57)
     assert llm.calls == 1
     # the responses API is held to the same budget
-    responses = LLMDrafter(
-        openai.OpenAI(base_url=llm.url + "/v1", api_key="k", max_retries=0),
-        "test-model",
-        api="responses",
-        budget=TokenBudget(300, 1.0, "test-model", {}),
-    )
-    with pytest.raises(BudgetExceeded):
-        responses.draft(request_42_to_57)
+    with openai.OpenAI(base_url=llm.url + "/v1", api_key="k", max_retries=0) as responses_client:
+        responses = LLMDrafter(
+            responses_client, "test-model", api="responses", budget=TokenBudget(300, 1.0, "test-model", {})
+        )
+        with pytest.raises(BudgetExceeded):
+            responses.draft(request_42_to_57)
     assert llm.calls == 1
 
 
