@@ -86,16 +86,20 @@ class RefreshSiteParams(BaseModel):
         return self
 
 
-def resolve_content_root(params: RefreshSiteParams) -> str:
-    """The publish target's directory: inline, or from the ``MarkdownContentTarget`` block named.
+def resolve_target(params: RefreshSiteParams) -> tuple[str, bool]:
+    """The publish target: its directory and whether each edit is committed to git.
+
+    Inline ``content_root`` publishes without git; a ``MarkdownContentTarget`` block brings its
+    ``content_root`` and ``git_commit``, which every job planned from it records in its inputs.
 
     Raises:
         ConfigurationError: no such block.
     """
     if params.target_block is not None:
-        return load_content_target(params.target_block).content_root
+        target = load_content_target(params.target_block)
+        return target.content_root, target.git_commit
     assert params.content_root is not None  # the validator guarantees one of the two
-    return params.content_root
+    return params.content_root, False
 
 
 class RefreshSiteSummary(BaseModel):
@@ -167,15 +171,17 @@ def refresh_site(params: RefreshSiteParams) -> RefreshSiteSummary:
     summary = audit_site(params.audit)
     crawl = resolve_site(params.audit).crawl  # inline values, or the SiteConfig block the audit named
     base_url = crawl.start_urls[0]
+    content_root, git_commit = resolve_target(params)
     job_ids = plan_jobs(
         params.site_id,
         base_url,
-        resolve_content_root(params),
+        content_root,
         summary.refresh_needed,
         summary.findings,
         params.budget,
         bool(crawl.allow_private),
         params.max_links,
+        git_commit,
     )
     get_run_logger().info(
         "%d pages need a refresh; running %d jobs", len(summary.refresh_needed), len(job_ids)

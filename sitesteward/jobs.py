@@ -26,6 +26,13 @@ class JobInputs(Contract):
     findings: list[Finding] = Field(default_factory=list)
     allow_private: bool = False
     max_links: int = Field(default=2, ge=0, le=10)
+    git_commit: bool = Field(
+        default=False,
+        # Left out of the JSON while False: a job recorded before this field existed keeps its stored
+        # inputs and the step keys hashed from them (a changed compare key would draft it again).
+        exclude_if=lambda value: value is False,
+        description="Commit each published edit to the git work tree holding content_root.",
+    )
 
 
 def relative(url: str, base_url: str) -> str:

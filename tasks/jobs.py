@@ -23,12 +23,16 @@ def plan_jobs(
     budget: int,
     allow_private: bool,
     max_links: int,
+    git_commit: bool = False,
 ) -> list[str]:
     """Submit one job per page needing a refresh (at most ``budget``) and return the IDs to run.
 
     A duplicate submission (same page, same findings) finds the existing job; a page that already has a
     live job gets no second one (that job is returned to be resumed instead). Finished jobs and jobs
-    waiting for a reviewer's decision are not run (a decision continues them).
+    waiting for a reviewer's decision are not run (a decision continues them). An existing job keeps
+    the inputs it was submitted with (its content root and ``git_commit`` included).
+
+    ``git_commit`` is recorded in each new job's inputs: its publish step commits the edit to git.
     """
     by_page: dict[str, list[Finding]] = {}
     for item in findings:
@@ -50,6 +54,7 @@ def plan_jobs(
                 findings=page_findings,
                 allow_private=allow_private,
                 max_links=max_links,
+                git_commit=git_commit,
             )
             submission = ledger.submit_job(
                 site_id,

@@ -119,18 +119,30 @@ class JobRunner:
     def stop(self, state: JobState, reason: StopReason, message: str, next_action: str) -> JobStopped:
         """Record a terminal state with its reason, next action and a triage note.
 
+        The runner ends the job only while it holds the job's lease, or when nobody holds it and nobody
+        has written the job since this runner last wrote or read it (a runner that released its lease on
+        purpose, and stops the job before anyone else touched it).
+
         Raises:
-            StaleVersion: another worker holds the job's lease now (a lapsed worker never ends its job).
+            StaleVersion: another worker holds the job's lease now, or the lease is free but the job moved
+                on since this runner last saw it (a lapsed worker never ends a job another one advanced).
         """
         history = [
             FailureRecord(step=a.step, error_type=a.error_class, message=a.message, at=a.at)
             for a in self.ledger.attempt_history(self.job_id)
         ]
         note = triage_note(history, max_attempts=MAX_STEP_ATTEMPTS) if history else None
+        known_version = self.job.version
         self.refresh()
         if self.job.lease_owner is not None and self.job.lease_owner != self.owner:
             # A worker whose lease lapsed must not end a job another worker now holds.
             raise StaleVersion(f"job {self.job_id} is leased to {self.job.lease_owner}, not {self.owner}")
+        if self.job.lease_owner is None and self.job.version != known_version:
+            # Nobody holds it, but someone wrote it after this runner last saw it: another worker took the
+            # lapsed lease, moved the job on and let go. Its state is that worker's word, not this one's.
+            raise StaleVersion(
+                f"job {self.job_id} moved past version {known_version} while {self.owner} did not hold it"
+            )
         self.job = self.ledger.transition(
             self.job_id,
             state,

@@ -114,7 +114,9 @@ def run_with_client(inputs: JobInputs, work: Callable[[httpx.AsyncClient, CrawlC
 
 def publisher_for(inputs: JobInputs) -> MarkdownContentTarget:
     """The publisher of the job's site, from the job record only (never from crawled or LLM text)."""
-    return MarkdownContentTarget(content_root=Path(inputs.content_root), base_url=inputs.base_url)
+    return MarkdownContentTarget(
+        content_root=Path(inputs.content_root), base_url=inputs.base_url, git_commit=inputs.git_commit
+    )
 
 
 class WithClient(Protocol):

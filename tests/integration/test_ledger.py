@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect, text
 
+from sitesteward.engine.runner import JobRunner
 from sitesteward.errors import ConfigurationError, IllegalTransition, StaleVersion
+from sitesteward.jobs import JobInputs
 from sitesteward.ledger import (
     ApprovalRefused,
     Channel,
@@ -391,6 +393,56 @@ def test_lease_renewal_release_and_terminal_clear(ledger: Ledger, clock: ManualC
     assert ended.lease_owner is None
     with pytest.raises(ValueError):
         ledger.acquire_lease(job.job_id, "w", timedelta(0))
+
+
+def _runner(ledger: Ledger, owner: str, trigger: str = "t1") -> JobRunner:
+    """A runner with a 30 s lease for a new job (its inputs valid ``JobInputs``)."""
+    inputs = JobInputs(site_id=SITE, base_url="https://example.test/", page_url=URL, content_root="/nowhere")
+    job = ledger.submit_job(SITE, URL, goal="refresh the guide", trigger=trigger, inputs=inputs).job
+    return JobRunner(ledger, job, owner, lease=timedelta(seconds=30))
+
+
+def test_a_lapsed_runner_cannot_end_a_job_another_worker_moved_on_and_let_go(
+    ledger: Ledger, clock: ManualClock
+) -> None:
+    a = _runner(ledger, "worker-a")
+    a.acquire()
+    # worker-a freezes mid-step; its lease expires; worker-b takes the job, moves it on and lets go.
+    clock.advance(timedelta(seconds=31))
+    token_b = ledger.acquire_lease(a.job_id, "worker-b", timedelta(seconds=30))
+    moved = ledger.transition(a.job_id, JobState.compared, expected_version=token_b)
+    left_by_b = ledger.release_lease(a.job_id, "worker-b", moved.version)
+    assert left_by_b.lease_owner is None
+    # worker-a wakes up with a failed step: the lease is free, but the job is no longer the one it knew.
+    with pytest.raises(StaleVersion, match="moved past version"):
+        a.stop(JobState.failed, StopReason.retries_exhausted, "compare failed 3 times", "retry")
+    assert ledger.get_job(a.job_id) == left_by_b
+
+
+def test_a_runner_ends_a_job_it_holds_or_let_go_of_unchanged(ledger: Ledger, clock: ManualClock) -> None:
+    held = _runner(ledger, "worker-a", trigger="t1")
+    held.acquire()
+    stopped = held.stop(JobState.failed, StopReason.bad_input, "compare: gone", "resubmit").job
+    assert (stopped.state, stopped.stop_reason, stopped.lease_owner) == (
+        JobState.failed,
+        StopReason.bad_input,
+        None,
+    )
+
+    # Each job below is new (a terminal job frees its page for the next trigger).
+    released = _runner(ledger, "worker-a", trigger="t2")
+    released.acquire()
+    released.release()  # let go on purpose (as before waiting for a reviewer); nobody wrote it since
+    stopped = released.stop(JobState.cancelled, StopReason.cancelled, "operator", "none").job
+    assert stopped.state is JobState.cancelled
+
+    taken = _runner(ledger, "worker-a", trigger="t3")
+    taken.acquire()
+    clock.advance(timedelta(seconds=31))
+    ledger.acquire_lease(taken.job_id, "worker-b", timedelta(seconds=30))
+    with pytest.raises(StaleVersion, match="leased to worker-b"):
+        taken.stop(JobState.failed, StopReason.bad_input, "late", "none")
+    assert ledger.get_job(taken.job_id).state is JobState.planned
 
 
 def test_stalled_jobs(ledger: Ledger, clock: ManualClock) -> None:

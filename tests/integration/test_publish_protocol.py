@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from sitesteward.engine.steps import PlainSteps
 from sitesteward.errors import PolicyViolation, StaleVersion
+from sitesteward.jobs import JobInputs
 from sitesteward.ledger import (
     Channel,
     Decision,
@@ -213,10 +216,12 @@ def test_only_an_approved_job_is_published(ledger: Ledger, publisher: CountingTa
     assert publisher.writes == 0
 
 
-def test_git_reconcile_commits_what_the_crash_left_uncommitted(ledger: Ledger, content: Path) -> None:
+def _git_work_tree(root: Path) -> Callable[..., str]:
+    """Make ``root`` a git work tree with one commit; return a ``git(*args)`` that runs there."""
+
     def git(*args: str) -> str:
         return subprocess.run(
-            ["git", "-C", str(content), *args], check=True, capture_output=True, text=True
+            ["git", "-C", str(root), *args], check=True, capture_output=True, text=True
         ).stdout
 
     git("init", "--quiet")
@@ -224,6 +229,11 @@ def test_git_reconcile_commits_what_the_crash_left_uncommitted(ledger: Ledger, c
     git("config", "user.email", "test@example.test")
     git("add", ".")
     git("commit", "--quiet", "-m", "initial")
+    return git
+
+
+def test_git_reconcile_commits_what_the_crash_left_uncommitted(ledger: Ledger, content: Path) -> None:
+    git = _git_work_tree(content)
     publisher = CountingTarget(content, BASE, git_commit=True)
     job, fence = approved_job(ledger)
     key = effect_key(job.job_id, "publish", SHA)
@@ -234,3 +244,27 @@ def test_git_reconcile_commits_what_the_crash_left_uncommitted(ledger: Ledger, c
     assert outcome.revision == "git:" + git("rev-parse", "HEAD").strip()
     assert f"Idempotency-Key: {key}" in git("log", "-1", "--format=%B")
     assert git("status", "--porcelain") == ""
+
+
+@pytest.mark.parametrize("git_commit", [True, False], ids=["git_commit", "no_git_commit"])
+def test_a_job_publishes_through_git_when_its_inputs_say_so(
+    ledger: Ledger, content: Path, git_commit: bool
+) -> None:
+    git = _git_work_tree(content)
+    inputs = JobInputs(
+        site_id="docs", base_url=BASE, page_url=PAGE, content_root=str(content), git_commit=git_commit
+    )
+    job, fence = approved_job(ledger)
+    # The engine's publish step builds its publisher from the job's inputs (publisher_for).
+    outcome = PlainSteps(retry_delays=()).publish(ledger, job.job_id, SHA, DRAFT, fence, inputs)
+    assert outcome.status == "applied"
+    assert (content / "guide.md").read_text() == ORIGINAL.replace("As of 2021", "As of 2026")
+    commits = int(git("rev-list", "--count", "HEAD"))
+    if git_commit:
+        assert outcome.revision == "git:" + git("rev-parse", "HEAD").strip()
+        assert commits == 2 and git("status", "--porcelain") == ""
+        key = effect_key(job.job_id, "publish", SHA)
+        assert f"Idempotency-Key: {key}" in git("log", "-1", "--format=%B")
+    else:
+        assert outcome.revision.startswith("sha256:")
+        assert commits == 1 and git("status", "--porcelain").strip() == "M guide.md"

@@ -36,9 +36,10 @@ def test_the_target_and_the_model_come_from_their_blocks(demo: Demo) -> None:
     from blocks.llm import LLMConfig
 
     suffix = uuid.uuid4().hex[:8]
-    MarkdownContentTarget(content_root=str(demo.root), base_url=demo.site.base_url + "/").save(
-        f"content-{suffix}"
-    )
+    # git_commit reaches every job's inputs (the jobs here park at review: nothing is committed yet).
+    MarkdownContentTarget(
+        content_root=str(demo.root), base_url=demo.site.base_url + "/", git_commit=True
+    ).save(f"content-{suffix}")
     with FakeLLMServer() as llm:
         llm.script(*[llm_answer(demo.sources.base_url) for _ in range(20)])
         LLMConfig(base_url=llm.url + "/v1", model="model-from-block", api_key=SecretStr("sk-block")).save(
@@ -56,5 +57,6 @@ def test_the_target_and_the_model_come_from_their_blocks(demo: Demo) -> None:
     with Ledger.open(get_settings().ledger_url) as ledger:
         job = ledger.get_job(waiting[0])
         assert job.inputs["content_root"] == str(demo.root)  # the block's directory is the publish target
+        assert job.inputs["git_commit"] is True  # and its git_commit how the job publishes
         drafts = ledger.evidence(job.job_id, "draft")
         assert drafts and drafts[-1].payload["drafter"] == "llm:model-from-block"
