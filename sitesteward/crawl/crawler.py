@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 
+from sitesteward.aio import quick_gil_handoff
 from sitesteward.crawl.extraction import build_page_async
 from sitesteward.crawl.fetch import ACCEPT_HTML, Exchange, Fetcher, build_client
 from sitesteward.crawl.guard import AddressGuard, Resolver
@@ -30,7 +31,7 @@ from sitesteward.crawl.politeness import Politeness
 from sitesteward.crawl.progress import CrawlProgress
 from sitesteward.crawl.robots import RobotsCache, origin_of
 from sitesteward.crawl.sitemaps import MAX_SITEMAP_BYTES, parse_sitemap
-from sitesteward.crawl.store import CrawlStore
+from sitesteward.crawl.store import CrawlStore, Validators
 from sitesteward.errors import BLOCKED_HTTP_CODES, ConfigurationError, InvalidUrl
 from sitesteward.models import (
     CrawlConfig,
@@ -192,6 +193,7 @@ class _Crawl:
         self.in_sitemap: set[str] = set()
         self.sitemap_entry_cap = max(50_000, 2 * config.max_pages)
         self.unsaved: list[Page] = []
+        self.validators: dict[str, Validators] = {}
         self.link_cache: dict[Link, Link] = {}
         self.starts: list[str] = []
         invalid: list[tuple[str, str]] = []
@@ -350,11 +352,10 @@ class _Crawl:
 
     async def crawl_one(self, url: str, depth: int) -> None:
         headers = {"Accept": ACCEPT_HTML}
-        validators = None
-        if self.store is not None and self.config.conditional:
-            validators = self.store.validators(self.site, url)
-            if validators is not None:
-                headers.update(validators.headers())
+        # Taken out once used: a URL is fetched once per crawl, and the map shrinks as the crawl goes.
+        validators = self.validators.pop(url, None)
+        if validators is not None:
+            headers.update(validators.headers())
         exchange = await self.fetcher.fetch(url, headers=headers)
         page: Page | None = None
         if exchange.status == 304 and exchange.error is None:
@@ -518,6 +519,8 @@ class _Crawl:
                     error_detail=detail,
                 )
             )
+        if self.store is not None and self.config.conditional:
+            self.validators = await asyncio.to_thread(self.store.site_validators, self.site)
         for url in self.starts:
             await self.enqueue(url, 0)
         if self.config.use_sitemaps and not self.config.list_mode:
@@ -674,7 +677,8 @@ async def crawl_site(
             on_page=on_page,
             collect_pages=collect_pages,
         )
-        return await crawl.run()
+        with quick_gil_handoff():
+            return await crawl.run()
     finally:
         if owned:
             await http.aclose()

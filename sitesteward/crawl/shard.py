@@ -126,6 +126,9 @@ class PinnedSiteStore(CrawlStore):
     def validators(self, site: str, url: str) -> Validators | None:
         return super().validators(self.site, url)
 
+    def site_validators(self, site: str) -> dict[str, Validators]:
+        return super().site_validators(self.site)
+
     def load_page(self, site: str, url: str) -> Page | None:
         return super().load_page(self.site, url)
 

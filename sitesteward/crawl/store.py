@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -45,10 +45,13 @@ ON CONFLICT (site, url) DO UPDATE SET
     etag = excluded.etag, last_modified = excluded.last_modified, text_hash = excluded.text_hash,
     status = excluded.status, fetched_at = excluded.fetched_at, page = excluded.page
 """
+#: A page answered 304 from its snapshot: the stored page is the same, only its validators and fetch time
+#: move (re-encoding and rewriting the whole snapshot was most of a re-crawl's store work).
+_TOUCH = "UPDATE pages SET etag = ?, last_modified = ?, fetched_at = ? WHERE site = ? AND url = ?"
 DEFAULT_BATCH_SIZE = 500
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Validators:
     """What a conditional request needs: the last ETag and Last-Modified of a URL."""
 
@@ -120,6 +123,20 @@ class CrawlStore:
             return None
         return Validators(etag=row[0], last_modified=row[1])
 
+    def site_validators(self, site: str) -> dict[str, Validators]:
+        """``{url: validators}`` of every stored page of ``site`` that has any, in one query.
+
+        A crawl reads them once before its first request instead of asking per URL from its event
+        loop (each call there waited for the connection and the GIL while a batch was being saved).
+        """
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT url, etag, last_modified FROM pages WHERE site = ? "
+                "AND (etag IS NOT NULL OR last_modified IS NOT NULL)",
+                (site,),
+            ).fetchall()
+        return {str(url): Validators(etag=etag, last_modified=modified) for url, etag, modified in rows}
+
     def load_page(self, site: str, url: str) -> Page | None:
         """The last stored Page of ``url`` (with its main text), or None."""
         with self._lock:
@@ -179,6 +196,9 @@ class CrawlStore:
     def save_pages(self, site: str, pages: Iterable[Page], *, batch_size: int = DEFAULT_BATCH_SIZE) -> int:
         """Save pages, ``batch_size`` per transaction; pages with an error or no data are skipped.
 
+        A page answered 304 from its snapshot (``not_modified``) updates only its row's validators and
+        fetch time: the stored snapshot is that page already.
+
         Args:
             site: The site key (``CrawlResult.site``).
             pages: Any iterable (a generator keeps memory bounded).
@@ -189,15 +209,28 @@ class CrawlStore:
         """
         written = 0
         batch: list[tuple[object, ...]] = []
+        touched: list[tuple[object, ...]] = []
         for page in pages:
             if page.error is not None or page.data is None:
                 continue
-            batch.append(self._row(site, page))
-            if len(batch) >= batch_size:
-                written += self._write(batch)
-                batch = []
-        if batch:
-            written += self._write(batch)
+            if page.not_modified:
+                headers = page.headers
+                touched.append(
+                    (
+                        headers.get("etag"),
+                        headers.get("last-modified"),
+                        page.fetched_at.isoformat(),
+                        site,
+                        page.url,
+                    )
+                )
+            else:
+                batch.append(self._row(site, page))
+            if len(batch) + len(touched) >= batch_size:
+                written += self._write(batch, touched)
+                batch, touched = [], []
+        if batch or touched:
+            written += self._write(batch, touched)
         return written
 
     @staticmethod
@@ -214,13 +247,16 @@ class CrawlStore:
             _encode(page),
         )
 
-    def _write(self, rows: list[tuple[object, ...]]) -> int:
+    def _write(self, rows: Sequence[tuple[object, ...]], touched: Sequence[tuple[object, ...]] = ()) -> int:
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                self._conn.executemany(_UPSERT, rows)
+                if rows:
+                    self._conn.executemany(_UPSERT, rows)
+                if touched:
+                    self._conn.executemany(_TOUCH, touched)
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
             self._conn.execute("COMMIT")
-        return len(rows)
+        return len(rows) + len(touched)

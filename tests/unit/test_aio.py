@@ -1,14 +1,15 @@
-"""run_sync: a coroutine's result is returned, never rendered to a string on the way."""
+"""run_sync: a coroutine's result is returned, never rendered to a string on the way; quick_gil_handoff."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
 import sys
+import threading
 
 import pytest
 
-from sitesteward.aio import run_sync
+from sitesteward.aio import CRAWL_SWITCH_INTERVAL, quick_gil_handoff, run_sync
 
 
 class _Counted:
@@ -56,3 +57,38 @@ def test_run_sync_propagates_exceptions() -> None:
 
     with pytest.raises(ValueError, match="boom"):
         run_sync(fail())
+
+
+def test_quick_gil_handoff_is_shared_by_overlapping_users_and_restored_by_the_last() -> None:
+    before = sys.getswitchinterval()
+    assert before > CRAWL_SWITCH_INTERVAL  # the test would prove nothing at the short interval already
+    entered, release = threading.Barrier(3), threading.Event()
+    seen: list[float] = []
+
+    def shard() -> None:
+        with quick_gil_handoff():
+            entered.wait()
+            release.wait()
+            seen.append(sys.getswitchinterval())
+
+    threads = [threading.Thread(target=shard) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    entered.wait()
+    assert sys.getswitchinterval() == pytest.approx(CRAWL_SWITCH_INTERVAL)
+    release.set()
+    for thread in threads:
+        thread.join()
+    # The shard that left first did not restore the interval under the other's feet.
+    assert seen == [pytest.approx(CRAWL_SWITCH_INTERVAL)] * 2
+    assert sys.getswitchinterval() == pytest.approx(before)
+
+
+def test_quick_gil_handoff_never_lengthens_a_shorter_interval() -> None:
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(CRAWL_SWITCH_INTERVAL / 2)
+    try:
+        with quick_gil_handoff():
+            assert sys.getswitchinterval() == pytest.approx(CRAWL_SWITCH_INTERVAL / 2)
+    finally:
+        sys.setswitchinterval(before)

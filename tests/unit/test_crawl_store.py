@@ -61,3 +61,34 @@ def test_a_failed_refetch_keeps_the_good_snapshot(tmp_path: Path) -> None:
         "If-None-Match": '"x"',
         "If-Modified-Since": "Wed, 21 Oct 2015 07:28:00 GMT",
     }
+
+
+def test_site_validators_reads_every_page_with_one(tmp_path: Path) -> None:
+    with CrawlStore(tmp_path / "s.sqlite") as store:
+        store.save_pages("e.test", [_page(1, etag='"a"'), _page(2), _page(3, etag='"c"')])
+        store.save_pages("other.test", [_page(4, etag='"d"')])
+        assert store.site_validators("e.test") == {
+            "https://e.test/1": Validators(etag='"a"', last_modified=None),
+            "https://e.test/3": Validators(etag='"c"', last_modified=None),
+        }
+        assert store.site_validators("nobody.test") == {}
+
+
+def test_a_304_page_moves_its_validators_and_keeps_the_snapshot(tmp_path: Path) -> None:
+    with CrawlStore(tmp_path / "s.sqlite") as store:
+        first = _page(1, etag='"old"')
+        store.save_pages("e.test", [first])
+        (blob_before,) = store._conn.execute("SELECT page FROM pages").fetchone()
+        later = datetime(2030, 1, 2, tzinfo=UTC)
+        answered = first.model_copy(
+            update={"not_modified": True, "headers": {"etag": '"new"'}, "fetched_at": later}
+        )
+        assert store.save_pages("e.test", [answered]) == 1
+        etag, fetched_at, blob_after = store._conn.execute(
+            "SELECT etag, fetched_at, page FROM pages"
+        ).fetchone()
+        assert etag == '"new"' and fetched_at == later.isoformat()
+        assert blob_after == blob_before  # the snapshot is not re-encoded for an unchanged page
+        assert store.validators("e.test", first.url) == Validators(etag='"new"', last_modified=None)
+        loaded = store.load_page("e.test", first.url)
+        assert loaded is not None and loaded.data == first.data
