@@ -11,14 +11,20 @@ kind        examples                                             stale?
 ==========  ===================================================  ======
 as_of       "as of 2019", "as at March 2020", "as of Q3 2018"     yes
 in_year     "in 2021", "during early 2019", "in March 2020"       yes
+event       "was released in 2019", "In 2021 we moved offices"     no
 updated     "Last updated: March 3, 2019", "Updated 2020-05-01"   yes
 since       "since 2018" (a start, not a snapshot)                no
 copyright   "© 2018", "Copyright 2015-2019" (site chrome)         no
 date        a bare "2019-03-03" or "March 3, 2019"                no
 ==========  ===================================================  ======
 
-``in_year`` is the noisiest kind ("founded in 1998" is history, not stale content); callers that want
-fewer false positives pass their own ``kinds`` to :func:`is_stale`.
+``in_year`` is the noisiest kind: "founded in 1998" or "first added to the library in 1998" is history,
+which stays true, not a snapshot that goes stale. An ``in_year`` phrase whose clause says something
+happened then (a verb in the past tense within six words before "in" or after the date:
+"was written in 1991", "In February 1991, we released ...") is an ``event`` instead. Forward-looking
+participles ("expected in 2020", "planned for 2021") stay ``in_year``: a plan for a year gone by is
+exactly what goes stale. Callers that want fewer false positives still pass their own ``kinds`` to
+:func:`is_stale`.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Literal
 
-DateKind = Literal["as_of", "in_year", "updated", "since", "copyright", "date"]
+DateKind = Literal["as_of", "in_year", "event", "updated", "since", "copyright", "date"]
 
 #: Kinds that can make content stale.
 STALE_KINDS: frozenset[str] = frozenset({"as_of", "in_year", "updated"})
@@ -90,6 +96,7 @@ _PATTERNS: list[tuple[DateKind, list[re.Pattern[str]]]] = [
 _CANONICAL_PREFIX: dict[DateKind, str] = {
     "as_of": "as of",
     "in_year": "in",
+    "event": "event in",
     "updated": "updated",
     "since": "since",
     "copyright": "©",
@@ -98,12 +105,13 @@ _CANONICAL_PREFIX: dict[DateKind, str] = {
 _PREFIX_KIND: dict[str, DateKind] = {
     "as of": "as_of",
     "in": "in_year",
+    "event in": "event",
     "updated": "updated",
     "since": "since",
     "©": "copyright",
     "date": "date",
 }
-_PHRASE = re.compile(r"^(as of|in|updated|since|©|date) ((?:19|20)\d{2})(?:-(\d{2})(?:-(\d{2}))?)?$")
+_PHRASE = re.compile(r"^(as of|in|event in|updated|since|©|date) ((?:19|20)\d{2})(?:-(\d{2})(?:-(\d{2}))?)?$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +170,112 @@ def _mention(kind: DateKind, match: re.Match[str]) -> DateMention | None:
             date(year, month, day)
         except ValueError:
             return None
+    if kind == "in_year" and _tells_an_event(match.string, match.start(), match.end()):
+        kind = "event"
     return DateMention(kind, year, month, day, " ".join(match.group(0).split()), match.start())
+
+
+#: Past forms that say something happened (irregular verbs and adverbs of a past occasion); regular
+#: verbs are caught by their "-ed" ending.
+_PAST_WORDS = frozenset(
+    {
+        "wrote",
+        "written",
+        "began",
+        "begun",
+        "born",
+        "built",
+        "made",
+        "held",
+        "won",
+        "became",
+        "came",
+        "went",
+        "took",
+        "taken",
+        "grew",
+        "grown",
+        "rose",
+        "fell",
+        "brought",
+        "gave",
+        "given",
+        "found",
+        "sold",
+        "bought",
+        "left",
+        "led",
+        "met",
+        "ran",
+        "saw",
+        "seen",
+        "spent",
+        "chose",
+        "chosen",
+        "drew",
+        "drawn",
+        "first",
+        "originally",
+        "initially",
+        "formerly",
+        "previously",
+    }
+)
+#: "-ed" words that look ahead (a plan for a year gone by is stale) or are not verbs at all.
+_NOT_EVENTS = frozenset(
+    {
+        "expected",
+        "planned",
+        "scheduled",
+        "projected",
+        "forecasted",
+        "predicted",
+        "estimated",
+        "anticipated",
+        "intended",
+        "proposed",
+        "slated",
+        "targeted",
+        "budgeted",
+        "need",
+        "indeed",
+        "speed",
+        "seed",
+        "feed",
+        "breed",
+        "proceed",
+        "exceed",
+        "succeed",
+        "embed",
+        "hundred",
+        "based",
+        "red",
+        "bed",
+        "shed",
+    }
+)
+_CLAUSE_END = re.compile(r"[.!?;:]")  # not a line break: page text keeps the source's line wrapping
+_WORD = re.compile(r"[a-z]+")
+_NEAR = 6  # words on each side of the phrase that belong to its statement
+
+
+def _is_past(word: str) -> bool:
+    if word in _NOT_EVENTS:
+        return False
+    return word in _PAST_WORDS or (len(word) >= 5 and word.endswith("ed"))
+
+
+def _tells_an_event(text: str, start: int, end: int) -> bool:
+    """Whether the clause around an "in <year>" phrase says something happened then."""
+    before = text[max(0, start - 60) : start].lower()
+    clause_start = max((m.end() for m in _CLAUSE_END.finditer(before)), default=0)
+    if any(_is_past(word) for word in _WORD.findall(before[clause_start:])[-_NEAR:]):
+        return True
+    after = text[end : end + 60].lower()
+    clause_end = _CLAUSE_END.search(after)
+    return any(
+        _is_past(word) for word in _WORD.findall(after[: clause_end.start() if clause_end else None])[:_NEAR]
+    )
 
 
 # Literal-prefix patterns let the regex engine skip ahead like str.find: ~100x faster than
