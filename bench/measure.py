@@ -64,6 +64,41 @@ class Measurement:
         return "\n".join(text[-lines:])
 
 
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def _proc_children(pid: int) -> list[int] | None:
+    """Direct children of ``pid`` from ``/proc/PID/task/*/children`` (None where Linux offers no such file).
+
+    A few small reads per process, where psutil's ``children()`` reads the status of every process on the
+    machine: at 20 ms a sample that scan cost the sampler 3 ms each, an eighth of a core taken from
+    the measured crawl on a two-core machine.
+    """
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    children: list[int] = []
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children", "rb") as handle:
+                children.extend(int(token) for token in handle.read().split())
+        except FileNotFoundError:
+            if tid == str(pid):
+                return None  # the kernel has no children file at all
+        except OSError:
+            continue  # the thread ended meanwhile
+    return children
+
+
+def _proc_rss(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as handle:
+            return int(handle.read().split()[1]) * _PAGE_SIZE
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 @dataclass
 class _Sampler:
     root: psutil.Process
@@ -73,6 +108,7 @@ class _Sampler:
     samples: int = 0
     seen: dict[int, psutil.Process] = field(default_factory=dict)
     stop: threading.Event = field(default_factory=threading.Event)
+    use_proc: bool = field(default_factory=lambda: _proc_children(os.getpid()) is not None)
 
     def tree(self) -> list[psutil.Process]:
         try:
@@ -80,7 +116,17 @@ class _Sampler:
         except psutil.Error:
             return []
 
+    def _proc_tree(self) -> list[int]:
+        pids, index = [self.root.pid], 0
+        while index < len(pids):
+            pids.extend(_proc_children(pids[index]) or [])
+            index += 1
+        return pids
+
     def sample_once(self) -> None:
+        if self.use_proc:
+            self._sample_proc()
+            return
         total = 0
         processes = 0
         for proc in self.tree():
@@ -90,6 +136,23 @@ class _Sampler:
                 continue
             processes += 1
             self.seen.setdefault(proc.pid, proc)
+        self._record(total, processes)
+
+    def _sample_proc(self) -> None:
+        total = 0
+        processes = 0
+        for pid in self._proc_tree():
+            rss = _proc_rss(pid)
+            if rss is None:
+                continue
+            total += rss
+            processes += 1
+            if pid not in self.seen:
+                with contextlib.suppress(psutil.Error):
+                    self.seen[pid] = psutil.Process(pid)
+        self._record(total, processes)
+
+    def _record(self, total: int, processes: int) -> None:
         self.samples += 1
         self.peak_rss = max(self.peak_rss, total)
         self.peak_processes = max(self.peak_processes, processes)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ import psutil
 
 from bench.__main__ import main as bench_main
 from bench.large_site import crawl_sizes, generate_site, page_links, page_path, write_sitemaps
-from bench.measure import run_measured
+from bench.measure import _proc_children, _Sampler, run_measured
 from bench.serve import StaticServer, nginx_config
 
 PAGES = 5
@@ -86,6 +87,28 @@ def test_measurement_counts_the_whole_process_tree(tmp_path: Path) -> None:
     assert measured.peak_rss_mib >= 96
     assert measured.samples > 0
     assert measured.stdout_path.exists() and measured.stderr_path.exists()
+
+
+@pytest.mark.skipif(_proc_children(1) is None, reason="this kernel has no /proc/PID/task/TID/children")
+def test_the_proc_sampler_sees_the_same_tree_and_memory_as_psutil() -> None:
+    grandchild = "b = bytearray(64 * 1024 * 1024); import time; time.sleep(30)"
+    child = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {grandchild!r}])"
+    proc = psutil.Popen([sys.executable, "-c", child])
+    try:
+        while len(proc.children(recursive=True)) < 1 or proc.children()[0].memory_info().rss < 64 << 20:
+            time.sleep(0.05)
+        by_proc, by_psutil = _Sampler(proc, 0.02, use_proc=True), _Sampler(proc, 0.02, use_proc=False)
+        for sampler in (by_proc, by_psutil):
+            for _ in range(5):
+                sampler.sample_once()
+        assert by_proc.peak_processes == by_psutil.peak_processes == 2
+        assert set(by_proc.seen) == set(by_psutil.seen)
+        assert abs(by_proc.peak_rss - by_psutil.peak_rss) < 4 << 20  # both read the same RSS counters
+        assert by_proc.peak_rss >= 64 << 20
+    finally:
+        for process in [proc, *proc.children(recursive=True)]:
+            process.kill()
+        proc.wait()
 
 
 def test_timeout_kills_the_tree_including_grandchildren(tmp_path: Path) -> None:
