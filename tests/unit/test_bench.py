@@ -15,8 +15,10 @@ pytest.importorskip("psutil", reason="psutil comes with the bench extra: pip ins
 import psutil
 
 from bench.__main__ import main as bench_main
+from bench.crawl_vs_scrapy import Round, median_round
+from bench.harness import AuditRun
 from bench.large_site import crawl_sizes, generate_site, page_links, page_path, write_sitemaps
-from bench.measure import _proc_children, _Sampler, run_measured
+from bench.measure import Measurement, _proc_children, _Sampler, run_measured
 from bench.serve import StaticServer, nginx_config
 
 PAGES = 5
@@ -163,3 +165,19 @@ def test_bench_lists_benchmarks_and_rejects_unknown_names(capsys: pytest.Capture
     assert bench_main([]) == 0
     assert "crawl_vs_scrapy" in capsys.readouterr().out
     assert bench_main(["nope"]) == 2
+
+
+def test_the_median_round_is_the_pair_with_the_middle_ratio() -> None:
+    def round_of(scrapy_seconds: float, audit_seconds: float) -> Round:
+        def measured(seconds: float) -> Measurement:
+            return Measurement([], 0, seconds, seconds, 100 << 20, 1, 1, False, Path("o"), Path("e"))
+
+        served = AuditRun(measured(audit_seconds), {"stats": {"pages_fetched": 500, "pages_per_second": 250}})
+        summary = {"pages": 500, "crawl_seconds": scrapy_seconds - 1}
+        return Round(measured(scrapy_seconds), summary, {"200": 500}, served)
+
+    fast, middle, slow = round_of(30, 5), round_of(30, 7.5), round_of(20, 10)
+    assert [item.ratio for item in (fast, middle, slow)] == pytest.approx([6.0, 4.0, 2.0])
+    assert median_round([slow, fast, middle]) is middle
+    assert median_round([slow, fast]) is slow  # the lower of the two middle ones: never the flattering one
+    assert middle.crawl_ratio == pytest.approx(250 / (500 / 29))
