@@ -32,13 +32,14 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     return box[0]
 
 
-#: The GIL switch interval while a crawl runs (CPython's default: 5 ms). The crawl's event loop gives
-#: the GIL away at every socket call, and another thread that is computing (the extraction pipe's
-#: writer and reader, the store's batch writer, Prefect's event and log threads) may keep it until the
-#: interval ends. Measured on the 530-page docs audit against a Prefect server (medians of 4 alternating
-#: runs, `sitesteward audit` end to end): no difference on an idle machine (cold 5.8 s both ways); with
-#: other work on the machine (a test suite, a busy loop), cold 7.7 -> 7.0 s in one series, and
-#: 9.4 -> 9.0 s with the crawl store's changes of the same commit in another.
+#: The GIL switch interval while a crawl (or the CLI's whole audit run) runs; CPython's default is 5 ms.
+#: The crawl's event loop gives the GIL away at every socket call, and another thread that is
+#: computing (the extraction pipe's writer and reader, the store's batch writer, Prefect's event and log
+#: threads) may keep it until the interval ends. Measured on the 530-page docs audit against a Prefect
+#: server (medians of 4 alternating runs, `sitesteward audit` end to end): no difference on an idle
+#: machine (cold 5.8 s both ways); with other work on the machine (a test suite, a busy loop), cold
+#: 7.7 -> 7.0 s in one series, and 9.4 -> 9.0 s with the crawl store's changes of the same commit in
+#: another.
 CRAWL_SWITCH_INTERVAL = 0.001
 
 _switch_lock = threading.Lock()

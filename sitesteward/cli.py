@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from sitesteward.aio import CRAWL_SWITCH_INTERVAL
+from sitesteward.aio import quick_gil_handoff
 from sitesteward.errors import ConfigurationError, InvalidUrl, StewardError, TransientError
 from sitesteward.settings import get_settings
 
@@ -127,7 +127,9 @@ def run_audit(params: Any, *, show_progress: bool) -> Any:
     """Run the ``audit_site`` flow in this process and return its summary."""
     from flows.audit_site import audit_site
 
-    with _crawl_progress(show_progress):
+    # For the whole run, not only the crawl: Prefect's engine, event and log threads hand the GIL to the
+    # flow's thread many times a task as well (sitesteward.aio says what this measured).
+    with _crawl_progress(show_progress), quick_gil_handoff():
         return audit_site(params)
 
 
@@ -402,9 +404,6 @@ def main() -> None:
     # after an audit of the 530-page docs site) to free memory the OS takes back anyway: frozen objects are
     # not walked. Every other exit handler and finaliser still runs.
     atexit.register(gc.freeze)
-    # The CLI's process is ours: Prefect's engine threads and the crawl's event loop hand the GIL to each
-    # other many times a request, faster with a short switch interval (sitesteward.aio says by how much).
-    sys.setswitchinterval(CRAWL_SWITCH_INTERVAL)
     try:
         app()
     except TransientError as exc:  # a database, site or API that did not answer
