@@ -22,7 +22,8 @@ date        a bare "2019-03-03" or "March 3, 2019"                no
 which stays true, not a snapshot that goes stale. An ``in_year`` phrase whose clause says something
 happened then (a verb in the past tense within six words before "in" or after the date:
 "was written in 1991", "In February 1991, we released ...") is an ``event`` instead. Forward-looking
-participles ("expected in 2020", "planned for 2021") stay ``in_year``: a plan for a year gone by is
+participles ("expected in 2020", "planned in 2021") and adjectives ("the most advanced phones in
+2021") stay ``in_year``: a plan for a year gone by is
 exactly what goes stale. Callers that want fewer false positives still pass their own ``kinds`` to
 :func:`is_stale`.
 """
@@ -221,7 +222,8 @@ _PAST_WORDS = frozenset(
         "previously",
     }
 )
-#: "-ed" words that look ahead (a plan for a year gone by is stale) or are not verbs at all.
+#: "-ed" words that look ahead (a plan for a year gone by is stale), describe ("the most advanced phones
+#: in 2021" is a list that goes stale) or are not verbs at all.
 _NOT_EVENTS = frozenset(
     {
         "expected",
@@ -252,6 +254,39 @@ _NOT_EVENTS = frozenset(
         "red",
         "bed",
         "shed",
+        "advanced",
+        "detailed",
+        "experienced",
+        "limited",
+        "related",
+        "dedicated",
+        "automated",
+        "sophisticated",
+        "talented",
+        "complicated",
+        "varied",
+        "skilled",
+        "balanced",
+        "beloved",
+        "featured",
+        "recommended",
+        "trusted",
+        "rated",
+        "sized",
+        "priced",
+        "required",
+        "preferred",
+        "unlimited",
+        "customized",
+        "personalized",
+        "integrated",
+        "connected",
+        "supported",
+        "licensed",
+        "certified",
+        "qualified",
+        "sponsored",
+        "guaranteed",
     }
 )
 _CLAUSE_END = re.compile(r"[.!?;:]")  # not a line break: page text keeps the source's line wrapping
@@ -267,9 +302,13 @@ def _is_past(word: str) -> bool:
 
 def _tells_an_event(text: str, start: int, end: int) -> bool:
     """Whether the clause around an "in <year>" phrase says something happened then."""
-    before = text[max(0, start - 60) : start].lower()
+    window_start = max(0, start - 60)
+    before = text[window_start:start].lower()
     clause_start = max((m.end() for m in _CLAUSE_END.finditer(before)), default=0)
-    if any(_is_past(word) for word in _WORD.findall(before[clause_start:])[-_NEAR:]):
+    words = _WORD.findall(before[clause_start:])
+    if clause_start == 0 and window_start > 0 and text[window_start - 1].isalpha():
+        words = words[1:]  # the window cut a word in two: its tail is no word of its own
+    if any(_is_past(word) for word in words[-_NEAR:]):
         return True
     after = text[end : end + 60].lower()
     clause_end = _CLAUSE_END.search(after)

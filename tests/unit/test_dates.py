@@ -61,6 +61,9 @@ def test_find_dates(text: str, expected: list[tuple[str, str]]) -> None:
         ("Support is expected in 2020.", "in_year"),
         ("The launch is planned in early 2021.", "in_year"),
         ("We need in 2021 more staff.", "in_year"),
+        ("The most advanced phones in 2021 are these.", "in_year"),  # a list that goes stale
+        ("Recommended tools in 2020: the editor we use and two linters.", "in_year"),
+        ("x" * 57 + "sed in 2021 the price is 10 euros.", "in_year"),  # a word cut by the look-behind window
         ("It was a good year. In 2019 the fee is 10 euros.", "in_year"),  # the past tense is another sentence
     ],
 )
